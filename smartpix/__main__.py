@@ -1,0 +1,5 @@
+import sys
+
+from smartpix.cli import main
+
+sys.exit(main())

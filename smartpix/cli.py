@@ -1,0 +1,64 @@
+"""`smartpix <stage>`: one entry point whose subcommands are the pipeline's stages.
+
+Each stage module exposes `add_arguments(parser)` and `run(args) -> int`; modules are
+imported only when their subcommand runs, so `smartpix generate` never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from smartpix.errors import PipelineError
+
+# subcommand -> (module, one-line help)
+STAGES: dict[str, tuple[str, str]] = {
+    "generate": ("train.simulate", "write a synthetic smart-pixel dataset (parquet)"),
+    "train": ("train.fit", "train a QKeras MDN and write its model directory"),
+    "evaluate": ("train.evaluate", "residuals, pulls and resolution of a trained model"),
+    "firmware": ("firmware.convert", "write one hls4ml project per hardware configuration"),
+    "csim": ("firmware.csim", "g++ C simulation of every configuration, bit-exact verdict"),
+    "synth": ("firmware.synth", "vendor HLS synthesis where installed, open RTL flow"),
+    "report": ("firmware.summary", "one summary row per configuration, with plots"),
+    "parse-reports": ("firmware.reports", "read vendor report files and print them as JSON"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser_for(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+    )
+    try:
+        return int(importlib.import_module(args.module_name).run(args) or 0)
+    except PipelineError as err:
+        if args.verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the stage named in `argv` (if any) registered."""
+    parser = argparse.ArgumentParser(prog="smartpix", description=__doc__.splitlines()[0])
+    parser.add_argument("--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in STAGES.items():
+        stage_parser = sub.add_parser(name, help=help_text, description=help_text)
+        stage_parser.set_defaults(module_name=module_name)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(stage_parser)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
