@@ -1,0 +1,276 @@
+"""One hardware configuration: a YAML file in hls_configs/ loaded into a validated object.
+
+The vocabulary follows hls4ml's (backend, part, io type, strategy, reuse factor, precision
+strings), so that a YAML file reads like an hls4ml configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smartpix.errors import PipelineError
+
+BACKENDS = ("Vivado", "Vitis", "Catapult")
+IO_TYPES = ("io_parallel", "io_stream")
+STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")
+ROUNDING_MODES = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
+SATURATION_MODES = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
+PRECISION_KEYS = ("result", "accum", "weight", "bias", "depthwise", "pointwise",
+                  "depthwise_accum", "pointwise_accum", "depthwise_result")
+LAYER_OVERRIDE_KEYS = ("precision", "reuse_factor", "strategy")
+DEFAULT_CONFIG_DIR = Path("hls_configs")
+
+_FIXED = re.compile(
+    r"^(?:ap_|ac_)?(?P<unsigned>u)?fixed<\s*(?P<width>\d+)\s*,\s*(?P<integer>-?\d+)"
+    r"(?:\s*,\s*(?:AP_|AC_)?(?P<rounding>[A-Z_]+))?"
+    r"(?:\s*,\s*(?:AP_|AC_)?(?P<saturation>[A-Z_]+))?"
+    r"(?:\s*,\s*(?P<sat_bits>\d+))?\s*>$"
+)
+_INTEGER = re.compile(r"^(?:ap_|ac_)?(?P<unsigned>u)?int<\s*(?P<width>\d+)\s*>$")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A fixed-point type: width, integer bits (sign included), sign, rounding, saturation."""
+
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str = "TRN"
+    saturation: str = "WRAP"
+
+    @property
+    def fraction(self) -> int:
+        return self.width - self.integer
+
+    def hls4ml(self) -> str:
+        """The string hls4ml's configuration accepts (backend-neutral)."""
+        prefix = "fixed" if self.signed else "ufixed"
+        return f"{prefix}<{self.width},{self.integer},{self.rounding},{self.saturation}>"
+
+    def ap(self) -> str:
+        prefix = "ap_fixed" if self.signed else "ap_ufixed"
+        return f"{prefix}<{self.width},{self.integer},AP_{self.rounding},AP_{self.saturation}>"
+
+    def lsb(self) -> float:
+        return 2.0 ** -self.fraction
+
+    def code_range(self) -> tuple[int, int]:
+        """Smallest and largest raw integer code (SAT_SYM excludes the most negative one)."""
+        if self.signed:
+            low = -(2 ** (self.width - 1)) + (1 if self.saturation == "SAT_SYM" else 0)
+            return low, 2 ** (self.width - 1) - 1
+        return 0, 2**self.width - 1
+
+
+def parse_precision(text: str, where: str = "precision") -> Precision:
+    """Parse an hls4ml/ap/ac precision string; the error names `where` and the accepted forms."""
+    if not isinstance(text, str):
+        raise PipelineError(f"{where}: expected a precision string such as 'ap_fixed<16,6>', got {text!r}")
+    compact = text.strip()
+    match = _FIXED.match(compact)
+    if match:
+        width, integer = int(match["width"]), int(match["integer"])
+        rounding = match["rounding"] or "TRN"
+        saturation = match["saturation"] or "WRAP"
+        if width < 1 or width > 1024:
+            raise PipelineError(f"{where}: width {width} in {text!r} must be between 1 and 1024")
+        if rounding not in ROUNDING_MODES:
+            raise PipelineError(
+                f"{where}: unknown rounding mode {rounding!r} in {text!r}; allowed: {', '.join(ROUNDING_MODES)}"
+            )
+        if saturation not in SATURATION_MODES:
+            raise PipelineError(
+                f"{where}: unknown saturation mode {saturation!r} in {text!r}; allowed: {', '.join(SATURATION_MODES)}"
+            )
+        return Precision(width, integer, not match["unsigned"], rounding, saturation)
+    match = _INTEGER.match(compact)
+    if match:
+        width = int(match["width"])
+        if width < 1 or width > 1024:
+            raise PipelineError(f"{where}: width {width} in {text!r} must be between 1 and 1024")
+        return Precision(width, width, not match["unsigned"])
+    raise PipelineError(
+        f"{where}: invalid precision {text!r}; expected ap_fixed<W,I[,ROUNDING[,SATURATION]]>, "
+        f"ap_ufixed<...>, fixed<...>, ap_int<W> or ap_uint<W>"
+    )
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    precision: dict[str, Precision] = field(default_factory=dict)
+    reuse_factor: int | None = None
+    strategy: str | None = None
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Everything that defines one firmware build of one trained model."""
+
+    name: str
+    model: Path
+    backend: str
+    part: str
+    clock_period_ns: float
+    io_type: str = "io_parallel"
+    strategy: str = "Latency"
+    reuse_factor: int = 1
+    input_precision: Precision | None = None
+    layer_overrides: dict[str, LayerOverride] = field(default_factory=dict)
+    description: str = ""
+    source: Path | None = None  # the YAML file it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-ready form (precisions as hls4ml strings)."""
+        return {
+            "name": self.name,
+            "model": str(self.model),
+            "backend": self.backend,
+            "part": self.part,
+            "clock_period_ns": self.clock_period_ns,
+            "io_type": self.io_type,
+            "strategy": self.strategy,
+            "reuse_factor": self.reuse_factor,
+            "input_precision": self.input_precision.hls4ml() if self.input_precision else None,
+            "layer_overrides": {
+                layer: {
+                    "precision": {k: p.hls4ml() for k, p in o.precision.items()},
+                    "reuse_factor": o.reuse_factor,
+                    "strategy": o.strategy,
+                }
+                for layer, o in sorted(self.layer_overrides.items())
+            },
+            "description": self.description,
+        }
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(HardwareConfig) if f.name != "source"}
+_REQUIRED = ("name", "model", "backend", "part", "clock_period_ns")
+
+
+def load_config(path: str | Path) -> HardwareConfig:
+    """Load and validate one YAML configuration; every error names the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"configuration {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise PipelineError(f"{path}: not valid YAML{line}") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"{path}: expected a mapping of configuration keys, got {type(data).__name__}")
+    return config_from_dict(data, path)
+
+
+def config_from_dict(data: dict[str, Any], path: Path | str = "<config>") -> HardwareConfig:
+    where = str(path)
+    unknown = sorted(set(map(str, data)) - set(_FIELDS))
+    if unknown:
+        raise PipelineError(
+            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_FIELDS))}"
+        )
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise PipelineError(f"{where}: missing required key {missing[0]!r}")
+
+    def expect(key: str, kind: type | tuple[type, ...], description: str) -> Any:
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise PipelineError(f"{where}: key {key!r} must be {description}, got {value!r}")
+        return value
+
+    def choice(key: str, allowed: tuple[str, ...]) -> str:
+        value = data[key]
+        if value not in allowed:
+            raise PipelineError(f"{where}: key {key!r} is {value!r}; allowed: {', '.join(allowed)}")
+        return value
+
+    name = expect("name", str, "a string")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise PipelineError(f"{where}: key 'name' must be a file-name-safe identifier, got {name!r}")
+    if isinstance(path, Path) and path.stem != name:
+        raise PipelineError(f"{where}: key 'name' is {name!r} but the file is named {path.name!r}; make them agree")
+    clock = expect("clock_period_ns", (int, float), "a positive number of nanoseconds")
+    if clock <= 0:
+        raise PipelineError(f"{where}: key 'clock_period_ns' must be positive, got {clock}")
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "model": Path(expect("model", str, "a path to a trained model directory")),
+        "backend": choice("backend", BACKENDS),
+        "part": expect("part", str, "an FPGA part or ASIC technology name"),
+        "clock_period_ns": float(clock),
+        "source": Path(path) if isinstance(path, Path) else None,
+    }
+    if "io_type" in data:
+        kwargs["io_type"] = choice("io_type", IO_TYPES)
+    if "strategy" in data:
+        kwargs["strategy"] = choice("strategy", STRATEGIES)
+    if "reuse_factor" in data:
+        kwargs["reuse_factor"] = expect("reuse_factor", int, "a positive integer")
+        if kwargs["reuse_factor"] < 1:
+            raise PipelineError(f"{where}: key 'reuse_factor' must be at least 1, got {kwargs['reuse_factor']}")
+    if "description" in data:
+        kwargs["description"] = expect("description", str, "a string")
+    if data.get("input_precision") is not None:
+        kwargs["input_precision"] = parse_precision(data["input_precision"], f"{where}: key 'input_precision'")
+    if data.get("layer_overrides"):
+        kwargs["layer_overrides"] = _parse_overrides(data["layer_overrides"], where)
+    if kwargs.get("strategy") == "distributed_arithmetic" and kwargs["backend"] == "Catapult":
+        raise PipelineError(f"{where}: strategy 'distributed_arithmetic' is available for Vivado and Vitis only")
+    return HardwareConfig(**kwargs)
+
+
+def _parse_overrides(raw: Any, where: str) -> dict[str, LayerOverride]:
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{where}: key 'layer_overrides' must map layer names to settings")
+    overrides = {}
+    for layer, settings in raw.items():
+        key = f"layer_overrides.{layer}"
+        if not isinstance(settings, dict):
+            raise PipelineError(f"{where}: key {key!r} must be a mapping with {', '.join(LAYER_OVERRIDE_KEYS)}")
+        unknown = sorted(set(settings) - set(LAYER_OVERRIDE_KEYS))
+        if unknown:
+            raise PipelineError(
+                f"{where}: unknown key '{key}.{unknown[0]}'; allowed: {', '.join(LAYER_OVERRIDE_KEYS)}"
+            )
+        precision = {}
+        for pkey, text in (settings.get("precision") or {}).items():
+            if pkey not in PRECISION_KEYS:
+                raise PipelineError(
+                    f"{where}: unknown key '{key}.precision.{pkey}'; allowed: {', '.join(PRECISION_KEYS)}"
+                )
+            precision[pkey] = parse_precision(text, f"{where}: key '{key}.precision.{pkey}'")
+        reuse = settings.get("reuse_factor")
+        if reuse is not None and (isinstance(reuse, bool) or not isinstance(reuse, int) or reuse < 1):
+            raise PipelineError(f"{where}: key '{key}.reuse_factor' must be a positive integer, got {reuse!r}")
+        strategy = settings.get("strategy")
+        if strategy is not None and strategy not in STRATEGIES:
+            raise PipelineError(f"{where}: key '{key}.strategy' is {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+        overrides[str(layer)] = LayerOverride(precision, reuse, strategy)
+    return overrides
+
+
+def load_configs(config_dir: Path = DEFAULT_CONFIG_DIR, names: list[str] | None = None) -> list[HardwareConfig]:
+    """All configurations in `config_dir` (sorted by name), or only the named ones."""
+    config_dir = Path(config_dir)
+    files = sorted(config_dir.glob("*.yml"))
+    if not files:
+        raise PipelineError(f"no configuration files (*.yml) in {config_dir}")
+    configs = [load_config(f) for f in files]
+    if names:
+        by_name = {c.name: c for c in configs}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise PipelineError(
+                f"no configuration named {missing[0]!r} in {config_dir}; known: {', '.join(sorted(by_name))}"
+            )
+        configs = [by_name[n] for n in names]
+    return configs

@@ -1,0 +1,512 @@
+"""Trained model + hardware configuration -> an hls4ml project with exact types.
+
+Every type comes from the QKeras quantizers (firmware.types); hls4ml's own derivation is not
+trusted for them (it maps an unsigned quantized_bits to a signed type with one integer bit too
+many, and truncates average pooling into its input type). The project is what a designer
+takes to the vendor tool as it is: build_prj.tcl and the rest, a lossless testbench and
+testbench data made of real held-out events, plus `smartpix.json` that records what was
+derived and from what.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware.config import DEFAULT_CONFIG_DIR, HardwareConfig, Precision, load_configs
+from firmware.types import average_pool_precision, quantizer_precision, weight_precision
+from smartpix.artifacts import atomic_dir, write_json
+from smartpix.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+PROJECT_NAME = "myproject"
+DEFAULT_FIRMWARE_DIR = Path("build/firmware")
+TESTBENCH_TEMPLATE = Path(__file__).with_name("templates") / "testbench.cpp"
+MANIFEST = "smartpix.json"
+TB_EVENTS = 200  # events written to tb_data/ for the vendor tools' own C simulation
+
+_PASS_THROUGH = ("Flatten", "Reshape", "Concatenate")
+_WEIGHTED = {
+    "QDense": ("kernel", "bias"),
+    "QConv1D": ("kernel", "bias"),
+    "QConv2D": ("kernel", "bias"),
+    "QSeparableConv2D": ("depthwise", "pointwise", "bias"),
+}
+_POOLING = ("AveragePooling1D", "AveragePooling2D")
+
+
+@dataclass(frozen=True)
+class LayerTypes:
+    """The exact types derived for one Keras layer (hls4ml precision keys -> Precision)."""
+
+    layer: str
+    class_name: str
+    precision: dict[str, Precision]
+
+
+@dataclass(frozen=True)
+class FirmwareProject:
+    config: HardwareConfig
+    directory: Path
+    input_precision: Precision
+    output_precision: Precision
+    fingerprint: str  # content hash of what the project was generated from
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.directory / MANIFEST).read_text())
+
+
+# --------------------------------------------------------------------------- type derivation
+
+def derive_types(model, input_override: Precision | None = None) -> list[LayerTypes]:
+    """Walk the Keras graph and derive every layer's exact types; refuse what cannot be exact."""
+    derived: list[LayerTypes] = []
+    out_precision: dict[str, Precision | None] = {}
+    consumers: dict[str, list[Any]] = {}
+    for layer in model.layers:
+        for inbound in _inbound_layers(layer):
+            consumers.setdefault(inbound.name, []).append(layer)
+
+    for layer in model.layers:
+        kind = type(layer).__name__
+        inputs = _inbound_layers(layer)
+        if kind == "InputLayer":
+            first = consumers.get(layer.name, [])
+            if len(first) != 1 or type(first[0]).__name__ != "QActivation":
+                raise PipelineError(
+                    f"layer {layer.name}: the model input must feed one input quantizer (a QActivation "
+                    f"with quantized_bits) so that Python and hardware see the same fixed-point input"
+                )
+            precision = input_override or quantizer_precision(_activation_quantizer(first[0]), first[0].name)
+            derived.append(LayerTypes(layer.name, kind, {"result": precision}))
+            out_precision[layer.name] = precision
+        elif kind == "QActivation":
+            precision = quantizer_precision(_activation_quantizer(layer), layer.name)
+            if inputs and inputs[0].name in out_precision and type(inputs[0]).__name__ == "InputLayer":
+                precision = out_precision[inputs[0].name]  # the input quantizer is the input type
+            derived.append(LayerTypes(layer.name, kind, {"result": precision}))
+            out_precision[layer.name] = precision
+        elif kind in _WEIGHTED:
+            activation = getattr(layer, "activation", None)
+            if activation is not None and getattr(activation, "__name__", "linear") != "linear":
+                raise PipelineError(
+                    f"layer {layer.name}: a fused activation ({activation}) is not supported; "
+                    f"put it in a QActivation layer of its own"
+                )
+            if not getattr(layer, "use_bias", True):
+                raise PipelineError(f"layer {layer.name}: layers without bias are not supported")
+            precision = {}
+            for role, quantizer in zip(_WEIGHTED[kind], layer.get_quantizers()):
+                key = "weight" if role == "kernel" else role
+                precision[key] = weight_precision(quantizer, f"{layer.name} ({role})")
+            _check_weights_on_grid(layer, precision)
+            derived.append(LayerTypes(layer.name, kind, precision))
+            out_precision[layer.name] = None  # hls4ml infers an exact accumulator ('auto')
+        elif kind in _POOLING:
+            data = out_precision.get(inputs[0].name)
+            if data is None:
+                raise PipelineError(
+                    f"layer {layer.name}: average pooling must read quantized values (put a QActivation before it)"
+                )
+            n = int(np.prod(layer.pool_size))
+            if tuple(layer.strides) != tuple(layer.pool_size) or layer.padding != "valid":
+                raise PipelineError(f"layer {layer.name}: only non-overlapping 'valid' pooling is supported")
+            following = [c for c in consumers.get(layer.name, [])]
+            quantizer = None
+            if len(following) == 1 and type(following[0]).__name__ == "QActivation":
+                quantizer = quantizer_precision(_activation_quantizer(following[0]), following[0].name)
+            precision = average_pool_precision(data, n, quantizer, layer.name)
+            derived.append(LayerTypes(layer.name, kind, {"accum": precision, "result": precision}))
+            out_precision[layer.name] = precision
+        elif kind in _PASS_THROUGH:
+            precisions = {out_precision.get(i.name) for i in inputs}
+            if kind == "Concatenate" and len(precisions) != 1:
+                raise PipelineError(
+                    f"layer {layer.name}: concatenated inputs must share one fixed-point type, got "
+                    f"{sorted(p.hls4ml() if p else 'auto' for p in precisions)}"
+                )
+            precision = precisions.pop()
+            derived.append(LayerTypes(layer.name, kind, {"result": precision} if precision else {}))
+            out_precision[layer.name] = precision
+        else:
+            raise PipelineError(
+                f"layer {layer.name}: {kind} is not supported by the exact conversion "
+                f"(supported: QActivation, {', '.join(_WEIGHTED)}, {', '.join(_POOLING)}, {', '.join(_PASS_THROUGH)})"
+            )
+    return derived
+
+
+def _inbound_layers(layer) -> list[Any]:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def _activation_quantizer(layer):
+    quantizer = getattr(layer, "quantizer", None)
+    return quantizer if quantizer is not None else layer.activation
+
+
+def _check_weights_on_grid(layer, precision: dict[str, Precision]) -> None:
+    """Stored weights must already be quantized (the training stage snaps them)."""
+    from firmware.types import on_grid
+
+    keys = [k for k in precision]
+    for key, values in zip(keys, layer.get_weights()):
+        p = precision[key]
+        codes = on_grid(values, p)
+        low, high = p.code_range()
+        if codes is None or codes.min(initial=0) < low or codes.max(initial=0) > high:
+            raise PipelineError(
+                f"layer {layer.name}: {key} values are not on the grid of {p.hls4ml()} "
+                f"(the model was saved with float weights; retrain or snap them with the training stage)"
+            )
+
+
+# --------------------------------------------------------------------------- hls4ml configuration
+
+def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) -> dict[str, Any]:
+    """The hls4ml configuration dict: derived exact types, strategy, reuse, trace, overrides."""
+    import hls4ml
+
+    cfg = hls4ml.utils.config_from_keras_model(
+        model, granularity="name", backend=config.backend, default_precision="fixed<16,6>"
+    )
+    cfg["Model"]["Strategy"] = config.strategy
+    cfg["Model"]["ReuseFactor"] = config.reuse_factor
+    layers = cfg["LayerName"]
+    for entry in layers.values():
+        entry["Trace"] = True
+        if "ReuseFactor" in entry:
+            entry["ReuseFactor"] = config.reuse_factor
+    for types in derived:
+        entry = layers.setdefault(types.layer, {})
+        precision = entry.setdefault("Precision", {})
+        for key, p in types.precision.items():
+            if types.class_name == "QSeparableConv2D" and key == "weight":
+                continue
+            precision[key] = p.hls4ml()
+        if types.class_name == "QSeparableConv2D":
+            if config.strategy == "Resource" and config.backend in ("Vivado", "Vitis"):
+                # hls4ml has no Resource implementation of depthwise/separable convolutions in
+                # these backends (the C++ asserts); this layer is built with Latency.
+                entry["Strategy"] = "Latency"
+            for key in ("DepthwiseReuseFactor", "PointwiseReuseFactor"):
+                entry[key] = config.reuse_factor
+    for name, override in config.layer_overrides.items():
+        if name not in layers:
+            raise PipelineError(
+                f"{config.source or config.name}: layer_overrides names layer {name!r}, which the model "
+                f"does not have; its layers are {', '.join(sorted(layers))}"
+            )
+        entry = layers[name]
+        for key, p in override.precision.items():
+            entry.setdefault("Precision", {})[key] = p.hls4ml()
+        if override.reuse_factor is not None:
+            entry["ReuseFactor"] = override.reuse_factor
+        if override.strategy is not None:
+            entry["Strategy"] = override.strategy
+    return cfg
+
+
+# --------------------------------------------------------------------------- project writing
+
+def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path | None = None) -> FirmwareProject:
+    """Write the hls4ml project of `config` to `out_dir` (default build/firmware/<name>)."""
+    from train.fit import read_model_description
+    from train.models import disable_ste, load_model
+
+    model_dir = Path(model_dir or config.model)
+    out_dir = Path(out_dir or DEFAULT_FIRMWARE_DIR / config.name)
+    description = read_model_description(model_dir)
+    if not description.get("quantized", True):
+        raise PipelineError(f"{model_dir}: an unquantized model cannot be made bit-exact; convert a QKeras model")
+    fingerprint = project_fingerprint(config, model_dir)
+    model = load_model(model_dir / "model.h5")
+    disable_ste(model)
+    derived = derive_types(model, config.input_precision)
+    hls_config = hls_configuration(model, config, derived)
+    reference = np.load(model_dir / "reference.npz")
+
+    with atomic_dir(out_dir) as tmp:
+        hls_model = _convert_quietly(model, hls_config, config, tmp)
+        if config.backend == "Catapult":
+            _widen_catapult_pooling_inputs(hls_model, derived)
+        # Trace calls are compiled only outside synthesis (#ifndef __SYNTHESIS__); the testbench
+        # enables them only to locate a mismatch.
+        hls_model.config.trace_output = True
+        hls_model.write()
+        output_precision = _output_precision(hls_model)
+        input_precision = derived[0].precision["result"]
+        _write_testbench(tmp, hls_model, config)
+        _write_tb_data(tmp, reference["inputs"][:TB_EVENTS], reference["outputs"][:TB_EVENTS])
+        _pin_volatile_content(tmp, out_dir, fingerprint)
+        write_json(tmp / MANIFEST, {
+            "config": config.to_dict(),
+            "model_dir": str(model_dir),
+            "fingerprint": fingerprint,
+            "project_name": PROJECT_NAME,
+            "input_precision": input_precision.hls4ml(),
+            "output_precision": output_precision.hls4ml(),
+            "derived_types": {t.layer: {k: p.hls4ml() for k, p in t.precision.items()} for t in derived},
+            "hls_layers": [_layer_record(layer) for layer in hls_model.get_layers()],
+            "keras_layers": [layer.name for layer in model.layers],
+        })
+    log.info("%s: wrote %s", config.name, out_dir)
+    return FirmwareProject(config, out_dir, input_precision, output_precision, fingerprint)
+
+
+def _convert_quietly(model, hls_config, config: HardwareConfig, out_dir: Path):
+    """hls4ml's conversion, its chatter sent to the debug log, its failures made one line."""
+    import contextlib
+    import io
+
+    import hls4ml
+
+    kwargs: dict[str, Any] = dict(
+        hls_config=hls_config,
+        output_dir=str(out_dir),
+        project_name=PROJECT_NAME,
+        backend=config.backend,
+        io_type=config.io_type,
+        clock_period=config.clock_period_ns,
+    )
+    if config.backend in ("Vivado", "Vitis"):
+        # The C simulation must use the weights compiled into the firmware, as synthesis does,
+        # not a second copy read from text files at run time.
+        kwargs["write_weights_txt"] = False
+    if config.backend == "Catapult" and not config.part.lower().startswith("xc"):
+        kwargs.update(tech="asic", asiclibs=config.part)
+    else:
+        kwargs["part"] = config.part
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter):
+            hls_model = hls4ml.converters.convert_from_keras_model(model, **kwargs)
+    except PipelineError:
+        raise
+    except Exception as err:  # hls4ml raises bare Exceptions/asserts for unsupported layers
+        raise PipelineError(f"{config.name}: hls4ml could not convert the model: {err}") from err
+    log.debug(chatter.getvalue())
+    return hls_model
+
+
+def _widen_catapult_pooling_inputs(hls_model, derived: list[LayerTypes]) -> None:
+    """Give Catapult's average pooling a plain, wide input type, through a cast node.
+
+    Catapult's nnet::avg() sums in the input type itself unless that type is a plain
+    ac_fixed<W,I,true> (default rounding and overflow), for which it has an overload that
+    sums with ceil(log2 N) more integer bits and divides with the input's fraction bits.
+    QKeras-derived types carry RND_CONV/SAT modes, so the generic overload saturates the sum
+    (errors up to 0.86 on a 3x3 pool). A linear (cast) node in front of the pooling gives it
+    the plain type, wide enough that the division keeps every bit the rounding needs.
+    """
+    from hls4ml.model.types import FixedPrecisionType
+
+    pools = {t.layer: t for t in derived if t.class_name in _POOLING}
+    for layer in list(hls_model.get_layers()):
+        if layer.name not in pools:
+            continue
+        wide = pools[layer.name].precision["accum"]
+        cast = hls_model.make_node(
+            "Activation",
+            f"{layer.name}_widen",
+            {"activation": "linear", "n_in": layer.get_input_variable().size(), "trace": True},
+            [layer.inputs[0]],
+        )
+        cast.get_output_variable().type.precision = FixedPrecisionType(wide.width, wide.integer, signed=True)
+        hls_model.insert_node(cast, before=layer)
+
+
+def _output_precision(hls_model) -> Precision:
+    variables = hls_model.get_output_variables()
+    if len(variables) != 1:
+        raise PipelineError(f"expected one model output, got {len(variables)}")
+    p = variables[0].type.precision
+    rounding = str(getattr(p, "rounding_mode", "TRN")).split(".")[-1].replace("AP_", "") or "TRN"
+    saturation = str(getattr(p, "saturation_mode", "WRAP")).split(".")[-1].replace("AP_", "") or "WRAP"
+    return Precision(p.width, p.integer, bool(p.signed), rounding, saturation)
+
+
+def _layer_record(layer) -> dict[str, Any]:
+    variable = layer.get_output_variable()
+    return {
+        "name": layer.name,
+        "class": layer.class_name,
+        "size": int(variable.size()),
+        "result": str(variable.type.precision),
+    }
+
+
+_DATA_BLOCK = re.compile(
+    r"// hls-fpga-machine-learning insert data\n(?P<data>.*?)"
+    r"\s*// hls-fpga-machine-learning insert top-level-function\n(?P<call>[^\n]+)\n",
+    re.S,
+)
+_PRINT = re.compile(r"nnet::print_result<(?P<type>[^,]+),\s*(?P<size>[^>]+)>\((?P<var>\w+),\s*fout\);")
+_TRACE = re.compile(r'nnet::save_layer_output<[^>]+>\((?P<var>\w+), "(?P<name>[^"]+)", (?P<size>[^;]+)\);')
+
+
+def _write_testbench(project: Path, hls_model, config: HardwareConfig) -> None:
+    """Replace hls4ml's lossy testbench with the lossless batch one, keeping its file name so
+    that build_prj.tcl's C simulation runs it too."""
+    stock_path = project / f"{PROJECT_NAME}_test.cpp"
+    stock = stock_path.read_text()
+    match = _DATA_BLOCK.search(stock)
+    prints = _PRINT.findall(stock)
+    if not match or not prints:
+        raise PipelineError(f"{config.name}: unexpected layout of hls4ml's testbench {stock_path.name}")
+    streamed = config.io_type == "io_stream"
+    collect = "\n".join(
+        f"    smartpix_tb::{'collect_stream' if streamed else 'collect'}<{t.strip()}, {s.strip()}>({v}, out);"
+        for t, s, v in prints[:1]
+    )
+    firmware_cpp = (project / "firmware" / f"{PROJECT_NAME}.cpp").read_text()
+    traces = dict.fromkeys((m["name"], m["size"].strip().rstrip(")")) for m in _TRACE.finditer(firmware_cpp))
+    trace_lines = "\n".join(f'        trace.add("{name}", {size});' for name, size in traces)
+    n_in = int(sum(v.size() for v in hls_model.get_input_variables()))
+    n_out = int(sum(v.size() for v in hls_model.get_output_variables()))
+    text = (
+        TESTBENCH_TEMPLATE.read_text()
+        .replace("@PROJECT@", PROJECT_NAME)
+        .replace("@N_IN@", str(n_in))
+        .replace("@N_OUT@", str(n_out))
+        .replace("@DATA@", _indent(match["data"]))
+        .replace("@CALL@", _indent(match["call"]))
+        .replace("@COLLECT@", collect)
+        .replace("@TRACE_LAYERS@", trace_lines)
+    )
+    stock_path.write_text(text)
+
+
+def _indent(block: str) -> str:
+    return "\n".join("    " + line.strip() for line in block.strip().splitlines())
+
+
+def _write_tb_data(project: Path, inputs: np.ndarray, outputs: np.ndarray) -> None:
+    tb = project / "tb_data"
+    tb.mkdir(exist_ok=True)
+    for name, values in (("tb_input_features.dat", inputs), ("tb_output_predictions.dat", outputs)):
+        rows = values.reshape(len(values), -1).astype(np.float64)
+        (tb / name).write_text("".join(" ".join(f"{v:.17g}" for v in row) + "\n" for row in rows))
+
+
+def _pin_volatile_content(project: Path, final: Path, fingerprint: str) -> None:
+    """Make the project byte-identical for the same model and configuration: hls4ml stamps a
+    random library id and the (temporary) output path into a few text files."""
+    stamp = fingerprint[:8]
+    for path in project.rglob("*"):
+        if not path.is_file() or path.suffix not in (".yml", ".sh", ".tcl", ".cpp", ".h", ".txt"):
+            continue
+        text = path.read_text(errors="surrogateescape")
+        pinned = text.replace(str(project), str(final))
+        pinned = re.sub(r"(LIB_STAMP=)\w+", rf"\g<1>{stamp}", pinned)
+        pinned = re.sub(r"(?m)^(Stamp: )\w+$", rf"\g<1>{stamp}", pinned)
+        if pinned != text:
+            path.write_text(pinned, errors="surrogateescape")
+
+
+def project_fingerprint(config: HardwareConfig, model_dir: Path) -> str:
+    """Hash of everything the project is generated from: the model files, the configuration,
+    this converter, the testbench template and the hls4ml version."""
+    import hls4ml
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update(hls4ml.__version__.encode())
+    for path in (model_dir / "model.h5", model_dir / "reference.npz", Path(__file__),
+                 TESTBENCH_TEMPLATE, Path(__file__).with_name("types.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def is_current(config: HardwareConfig, out_dir: Path) -> bool:
+    """True when `out_dir` holds the project of exactly this model and configuration."""
+    manifest = out_dir / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        recorded = json.loads(manifest.read_text()).get("fingerprint")
+    except json.JSONDecodeError:
+        return False
+    return recorded == project_fingerprint(config, Path(config.model))
+
+
+def ensure_projects(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_FIRMWARE_DIR,
+                    jobs: int = 1) -> list[FirmwareProject | PipelineError]:
+    """Convert every configuration whose project is missing or stale; reuse the rest."""
+    from train.fit import read_model_description
+
+    for config in configs:
+        read_model_description(Path(config.model))  # fail early, with one line, on a missing model
+    todo = [c for c in configs if not is_current(c, firmware_dir / c.name)]
+    for c in configs:
+        if c not in todo:
+            log.info("%s: project is up to date", c.name)
+    results: dict[str, FirmwareProject | PipelineError] = {}
+    if todo:
+        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+            futures = {c.name: pool.submit(_convert_or_error, c, firmware_dir / c.name) for c in todo}
+            for name, future in futures.items():
+                results[name] = future.result()
+    projects: list[FirmwareProject | PipelineError] = []
+    for c in configs:
+        if c.name in results:
+            projects.append(results[c.name])
+        else:
+            projects.append(_existing_project(c, firmware_dir / c.name))
+    return projects
+
+
+def _convert_or_error(config: HardwareConfig, out_dir: Path) -> FirmwareProject | PipelineError:
+    try:
+        return convert(config, out_dir)
+    except PipelineError as err:
+        return err
+
+
+def _existing_project(config: HardwareConfig, out_dir: Path) -> FirmwareProject:
+    from firmware.config import parse_precision
+
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    return FirmwareProject(
+        config, out_dir,
+        parse_precision(manifest["input_precision"]), parse_precision(manifest["output_precision"]),
+        manifest["fingerprint"],
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("configs", nargs="*", help="configuration names (default: every file in --config-dir)")
+    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
+    parser.add_argument("--out", type=Path, default=DEFAULT_FIRMWARE_DIR, help="one project folder per configuration below this")
+    parser.add_argument("--jobs", type=int, default=2, help="configurations converted in parallel")
+
+
+def run(args: argparse.Namespace) -> int:
+    configs = load_configs(args.config_dir, args.configs or None)
+    failed = 0
+    for config, result in zip(configs, ensure_projects(configs, args.out, args.jobs)):
+        if isinstance(result, PipelineError):
+            failed += 1
+            print(f"{config.name}: FAILED: {result}")
+        else:
+            print(f"{config.name}: {result.directory} (input {result.input_precision.hls4ml()}, "
+                  f"output {result.output_precision.hls4ml()})")
+    return 1 if failed else 0
+
