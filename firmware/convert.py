@@ -199,13 +199,18 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
             if types.class_name == "QSeparableConv2D" and key == "weight":
                 continue
             precision[key] = p.hls4ml()
+        keras_layer = model.get_layer(types.layer)
         if types.class_name == "QSeparableConv2D":
             if config.strategy == "Resource" and config.backend in ("Vivado", "Vitis"):
                 # hls4ml has no Resource implementation of depthwise/separable convolutions in
                 # these backends (the C++ asserts); this layer is built with Latency.
                 entry["Strategy"] = "Latency"
-            for key in ("DepthwiseReuseFactor", "PointwiseReuseFactor"):
-                entry[key] = config.reuse_factor
+            depthwise, pointwise = _multiplication_shapes(keras_layer)
+            entry["DepthwiseReuseFactor"] = valid_reuse_factor(config, *depthwise)
+            entry["PointwiseReuseFactor"] = valid_reuse_factor(config, *pointwise)
+            entry["ReuseFactor"] = entry["PointwiseReuseFactor"]
+        elif types.class_name in _WEIGHTED:
+            entry["ReuseFactor"] = valid_reuse_factor(config, *_multiplication_shapes(keras_layer)[0])
     for name, override in config.layer_overrides.items():
         if name not in layers:
             raise PipelineError(
@@ -220,6 +225,34 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
         if override.strategy is not None:
             entry["Strategy"] = override.strategy
     return cfg
+
+
+def _multiplication_shapes(layer) -> list[tuple[int, int]]:
+    """(n_in, n_out) of each matrix-vector product a weighted layer performs."""
+    kind = type(layer).__name__
+    channels = int(layer.input_shape[-1])
+    if kind == "QDense":
+        return [(channels, int(layer.units))]
+    if kind == "QSeparableConv2D":
+        kernel = int(np.prod(layer.kernel_size))
+        return [(kernel, 1), (channels, int(layer.filters))]
+    return [(int(np.prod(layer.kernel_size)) * channels, int(layer.filters))]
+
+
+def valid_reuse_factor(config: HardwareConfig, n_in: int, n_out: int) -> int:
+    """The reuse factor closest to the configured one that hls4ml's C++ accepts for an
+    n_in x n_out product (an invalid one makes the C++ assert at run time)."""
+    if config.reuse_factor == 1:
+        return 1
+    from hls4ml.backends import get_backend
+
+    backend = get_backend(config.backend)
+    valid = backend.get_valid_reuse_factors(n_in, n_out)
+    chosen = backend.get_closest_reuse_factor(valid, config.reuse_factor)
+    if chosen != config.reuse_factor:
+        log.info("%s: reuse factor %d is not valid for a %dx%d product; using %d",
+                 config.name, config.reuse_factor, n_in, n_out, chosen)
+    return int(chosen)
 
 
 # --------------------------------------------------------------------------- project writing
@@ -243,8 +276,6 @@ def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path
 
     with atomic_dir(out_dir) as tmp:
         hls_model = _convert_quietly(model, hls_config, config, tmp)
-        if config.backend == "Catapult":
-            _widen_catapult_pooling_inputs(hls_model, derived)
         # Trace calls are compiled only outside synthesis (#ifndef __SYNTHESIS__); the testbench
         # enables them only to locate a mismatch.
         hls_model.config.trace_output = True
@@ -292,6 +323,10 @@ def _convert_quietly(model, hls_config, config: HardwareConfig, out_dir: Path):
         kwargs.update(tech="asic", asiclibs=config.part)
     else:
         kwargs["part"] = config.part
+    if config.backend == "Catapult":
+        from firmware.hls_passes import register_catapult_passes
+
+        register_catapult_passes()
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter):
@@ -302,33 +337,6 @@ def _convert_quietly(model, hls_config, config: HardwareConfig, out_dir: Path):
         raise PipelineError(f"{config.name}: hls4ml could not convert the model: {err}") from err
     log.debug(chatter.getvalue())
     return hls_model
-
-
-def _widen_catapult_pooling_inputs(hls_model, derived: list[LayerTypes]) -> None:
-    """Give Catapult's average pooling a plain, wide input type, through a cast node.
-
-    Catapult's nnet::avg() sums in the input type itself unless that type is a plain
-    ac_fixed<W,I,true> (default rounding and overflow), for which it has an overload that
-    sums with ceil(log2 N) more integer bits and divides with the input's fraction bits.
-    QKeras-derived types carry RND_CONV/SAT modes, so the generic overload saturates the sum
-    (errors up to 0.86 on a 3x3 pool). A linear (cast) node in front of the pooling gives it
-    the plain type, wide enough that the division keeps every bit the rounding needs.
-    """
-    from hls4ml.model.types import FixedPrecisionType
-
-    pools = {t.layer: t for t in derived if t.class_name in _POOLING}
-    for layer in list(hls_model.get_layers()):
-        if layer.name not in pools:
-            continue
-        wide = pools[layer.name].precision["accum"]
-        cast = hls_model.make_node(
-            "Activation",
-            f"{layer.name}_widen",
-            {"activation": "linear", "n_in": layer.get_input_variable().size(), "trace": True},
-            [layer.inputs[0]],
-        )
-        cast.get_output_variable().type.precision = FixedPrecisionType(wide.width, wide.integer, signed=True)
-        hls_model.insert_node(cast, before=layer)
 
 
 def _output_precision(hls_model) -> Precision:
@@ -356,15 +364,27 @@ _DATA_BLOCK = re.compile(
     r"\s*// hls-fpga-machine-learning insert top-level-function\n(?P<call>[^\n]+)\n",
     re.S,
 )
+_WEIGHT_DECLARATIONS = re.compile(r"// hls-fpga-machine-learning insert declare weights\n(?P<decl>(?:[^\n]+;\n)*)")
+# Catapult's C++ reads its weights from text files in C simulation, from a directory that the
+# testbench names; the testbench runs in the project folder.
+_CATAPULT_PRELUDE = """static std::string s_weights_dir = "firmware/weights";
+const char *get_weights_dir() { return s_weights_dir.c_str(); }"""
 _PRINT = re.compile(r"nnet::print_result<(?P<type>[^,]+),\s*(?P<size>[^>]+)>\((?P<var>\w+),\s*fout\);")
 _TRACE = re.compile(r'nnet::save_layer_output<[^>]+>\((?P<var>\w+), "(?P<name>[^"]+)", (?P<size>[^;]+)\);')
 
 
+TESTBENCH = "smartpix_test.cpp"
+
+
 def _write_testbench(project: Path, hls_model, config: HardwareConfig) -> None:
-    """Replace hls4ml's lossy testbench with the lossless batch one, keeping its file name so
-    that build_prj.tcl's C simulation runs it too."""
+    """Write the lossless batch testbench (smartpix_test.cpp), made from the parts of hls4ml's
+    generated testbench that call the firmware. For Vivado and Vitis it also takes the stock
+    testbench's file name, so that build_prj.tcl's C simulation writes lossless results too;
+    Catapult's SCVerify flow keeps its own (CCS_MAIN) testbench."""
     stock_path = project / f"{PROJECT_NAME}_test.cpp"
     stock = stock_path.read_text()
+    catapult = config.backend == "Catapult"
+    declarations = _WEIGHT_DECLARATIONS.search(stock) if catapult else None
     match = _DATA_BLOCK.search(stock)
     prints = _PRINT.findall(stock)
     if not match or not prints:
@@ -388,8 +408,12 @@ def _write_testbench(project: Path, hls_model, config: HardwareConfig) -> None:
         .replace("@CALL@", _indent(match["call"]))
         .replace("@COLLECT@", collect)
         .replace("@TRACE_LAYERS@", trace_lines)
+        .replace("@PRELUDE@", _CATAPULT_PRELUDE if catapult else "")
+        .replace("@GLOBALS@", declarations["decl"] if declarations else "")
     )
-    stock_path.write_text(text)
+    (project / TESTBENCH).write_text(text)
+    if not catapult:
+        stock_path.write_text(text)
 
 
 def _indent(block: str) -> str:

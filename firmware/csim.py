@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from firmware.config import DEFAULT_CONFIG_DIR, HardwareConfig, Precision, load_configs
-from firmware.convert import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, FirmwareProject, ensure_projects
+from firmware.convert import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
 from firmware.types import on_grid
 from smartpix.artifacts import atomic_path, write_json, write_text
 from smartpix.errors import PipelineError
@@ -104,7 +104,7 @@ def build_key(project: Path, cxx: str) -> str:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     digest.update(repr((CXXFLAGS, version)).encode())
     sources = sorted(p for p in (project / "firmware").rglob("*") if p.is_file())
-    for path in sources + [project / f"{PROJECT_NAME}_test.cpp"]:
+    for path in sources + [project / TESTBENCH]:
         digest.update(str(path.relative_to(project)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:20]
@@ -122,7 +122,7 @@ def build_testbench(project: Path, cache_dir: Path = DEFAULT_CACHE) -> tuple[Pat
     with tempfile.TemporaryDirectory(dir=binary.parent) as work:
         objects = []
         commands = []
-        for source in (project / "firmware" / f"{PROJECT_NAME}.cpp", project / f"{PROJECT_NAME}_test.cpp"):
+        for source in (project / "firmware" / f"{PROJECT_NAME}.cpp", project / TESTBENCH):
             obj = Path(work) / (source.stem + ".o")
             objects.append(obj)
             commands.append([cxx, *CXXFLAGS, *_include_flags(project), "-c", str(source), "-o", str(obj)])

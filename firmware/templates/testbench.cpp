@@ -18,8 +18,11 @@
 #include <string>
 #include <vector>
 
+@PRELUDE@
 #include "firmware/@PROJECT@.h"
 #include "firmware/nnet_utils/nnet_helpers.h"
+
+@GLOBALS@
 
 namespace nnet {
 bool trace_enabled = false;
