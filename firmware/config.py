@@ -19,6 +19,9 @@ from smartpix.errors import PipelineError
 BACKENDS = ("Vivado", "Vitis", "Catapult")
 IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")
+# How accumulators are sized: from the input and weight types' worst case (hls4ml's 'auto'),
+# or from the trained weights' actual values (narrower, still exact for every input).
+ACCUMULATOR_SIZING = ("worst_case", "weight_range")
 ROUNDING_MODES = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
 SATURATION_MODES = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
 PRECISION_KEYS = ("result", "accum", "weight", "bias", "depthwise", "pointwise",
@@ -122,6 +125,7 @@ class HardwareConfig:
     strategy: str = "Latency"
     reuse_factor: int = 1
     input_precision: Precision | None = None
+    accumulators: str = "worst_case"
     layer_overrides: dict[str, LayerOverride] = field(default_factory=dict)
     description: str = ""
     source: Path | None = None  # the YAML file it came from
@@ -138,6 +142,7 @@ class HardwareConfig:
             "strategy": self.strategy,
             "reuse_factor": self.reuse_factor,
             "input_precision": self.input_precision.hls4ml() if self.input_precision else None,
+            "accumulators": self.accumulators,
             "layer_overrides": {
                 layer: {
                     "precision": {k: p.hls4ml() for k, p in o.precision.items()},
@@ -217,6 +222,8 @@ def config_from_dict(data: dict[str, Any], path: Path | str = "<config>") -> Har
         kwargs["reuse_factor"] = expect("reuse_factor", int, "a positive integer")
         if kwargs["reuse_factor"] < 1:
             raise PipelineError(f"{where}: key 'reuse_factor' must be at least 1, got {kwargs['reuse_factor']}")
+    if "accumulators" in data:
+        kwargs["accumulators"] = choice("accumulators", ACCUMULATOR_SIZING)
     if "description" in data:
         kwargs["description"] = expect("description", str, "a string")
     if data.get("input_precision") is not None:

@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -69,10 +70,15 @@ class FirmwareProject:
 
 # --------------------------------------------------------------------------- type derivation
 
-def derive_types(model, input_override: Precision | None = None) -> list[LayerTypes]:
-    """Walk the Keras graph and derive every layer's exact types; refuse what cannot be exact."""
+def derive_types(model, input_override: Precision | None = None, weight_range: bool = False) -> list[LayerTypes]:
+    """Walk the Keras graph and derive every layer's exact types; refuse what cannot be exact.
+
+    With `weight_range`, accumulators are sized from the trained weights: the largest value
+    a layer can produce is bounded by sum |w| * max |x| + |b| per output, which is usually far
+    below the worst case of the weight type; products keep every fraction bit."""
     derived: list[LayerTypes] = []
     out_precision: dict[str, Precision | None] = {}
+    bound: dict[str, float] = {}  # largest |value| each layer's output can take
     consumers: dict[str, list[Any]] = {}
     for layer in model.layers:
         for inbound in _inbound_layers(layer):
@@ -91,12 +97,14 @@ def derive_types(model, input_override: Precision | None = None) -> list[LayerTy
             precision = input_override or quantizer_precision(_activation_quantizer(first[0]), first[0].name)
             derived.append(LayerTypes(layer.name, kind, {"result": precision}))
             out_precision[layer.name] = precision
+            bound[layer.name] = _largest_magnitude(precision)
         elif kind == "QActivation":
             precision = quantizer_precision(_activation_quantizer(layer), layer.name)
             if inputs and inputs[0].name in out_precision and type(inputs[0]).__name__ == "InputLayer":
                 precision = out_precision[inputs[0].name]  # the input quantizer is the input type
             derived.append(LayerTypes(layer.name, kind, {"result": precision}))
             out_precision[layer.name] = precision
+            bound[layer.name] = _largest_magnitude(precision)
         elif kind in _WEIGHTED:
             activation = getattr(layer, "activation", None)
             if activation is not None and getattr(activation, "__name__", "linear") != "linear":
@@ -111,6 +119,12 @@ def derive_types(model, input_override: Precision | None = None) -> list[LayerTy
                 key = "weight" if role == "kernel" else role
                 precision[key] = weight_precision(quantizer, f"{layer.name} ({role})")
             _check_weights_on_grid(layer, precision)
+            in_precision = out_precision.get(inputs[0].name)
+            bound[layer.name] = _weighted_bound(layer, bound[inputs[0].name], precision)
+            if weight_range:
+                if in_precision is None:
+                    raise PipelineError(f"layer {layer.name}: weight_range accumulators need a quantized input")
+                precision.update(_range_accumulators(layer, in_precision, precision, bound[inputs[0].name]))
             derived.append(LayerTypes(layer.name, kind, precision))
             out_precision[layer.name] = None  # hls4ml infers an exact accumulator ('auto')
         elif kind in _POOLING:
@@ -129,6 +143,7 @@ def derive_types(model, input_override: Precision | None = None) -> list[LayerTy
             precision = average_pool_precision(data, n, quantizer, layer.name)
             derived.append(LayerTypes(layer.name, kind, {"accum": precision, "result": precision}))
             out_precision[layer.name] = precision
+            bound[layer.name] = bound[inputs[0].name]
         elif kind in _PASS_THROUGH:
             precisions = {out_precision.get(i.name) for i in inputs}
             if kind == "Concatenate" and len(precisions) != 1:
@@ -139,12 +154,49 @@ def derive_types(model, input_override: Precision | None = None) -> list[LayerTy
             precision = precisions.pop()
             derived.append(LayerTypes(layer.name, kind, {"result": precision} if precision else {}))
             out_precision[layer.name] = precision
+            bound[layer.name] = max(bound[i.name] for i in inputs)
         else:
             raise PipelineError(
                 f"layer {layer.name}: {kind} is not supported by the exact conversion "
                 f"(supported: QActivation, {', '.join(_WEIGHTED)}, {', '.join(_POOLING)}, {', '.join(_PASS_THROUGH)})"
             )
     return derived
+
+
+def _largest_magnitude(precision: Precision) -> float:
+    low, high = precision.code_range()
+    return max(abs(low), abs(high)) * precision.lsb()
+
+
+def _weighted_bound(layer, in_bound: float, precision: dict[str, Precision]) -> float:
+    """Largest |output| of a weighted layer for inputs bounded by `in_bound`."""
+    weights = layer.get_weights()
+    if type(layer).__name__ == "QSeparableConv2D":
+        depthwise, pointwise, bias = weights
+        per_channel = np.abs(depthwise).reshape(-1, depthwise.shape[-2]).sum(axis=0) * in_bound
+        return float(np.max(np.abs(pointwise[0, 0]).T @ per_channel + np.abs(bias)))
+    kernel, bias = weights
+    per_output = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0) * in_bound
+    return float(np.max(per_output + np.abs(bias)))
+
+
+def _accumulator(bound: float, fraction: int) -> Precision:
+    integer = max(1, math.ceil(math.log2(bound + 2.0**-fraction)) + 1)  # + sign bit
+    return Precision(integer + fraction, integer, True)
+
+
+def _range_accumulators(layer, data: Precision, weights: dict[str, Precision], in_bound: float) -> dict[str, Precision]:
+    if type(layer).__name__ == "QSeparableConv2D":
+        depthwise, _, _ = layer.get_weights()
+        dw_fraction = data.fraction + weights["depthwise"].fraction
+        dw_bound = float(np.max(np.abs(depthwise).reshape(-1, depthwise.shape[-2]).sum(axis=0)) * in_bound)
+        dw = _accumulator(dw_bound, dw_fraction)
+        pw = _accumulator(_weighted_bound(layer, in_bound, weights),
+                          max(dw_fraction + weights["pointwise"].fraction, weights["bias"].fraction))
+        return {"depthwise_accum": dw, "depthwise_result": dw, "pointwise_accum": pw, "result": pw}
+    fraction = max(data.fraction + weights["weight"].fraction, weights["bias"].fraction)
+    accum = _accumulator(_weighted_bound(layer, in_bound, weights), fraction)
+    return {"accum": accum, "result": accum}
 
 
 def _inbound_layers(layer) -> list[Any]:
@@ -199,6 +251,11 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
             if types.class_name == "QSeparableConv2D" and key == "weight":
                 continue
             precision[key] = p.hls4ml()
+        linear = layers.get(f"{types.layer}_linear")
+        if linear is not None and "result" in types.precision:
+            # hls4ml's linear activation node after a weighted layer casts to its own type:
+            # give it the layer's exact type so that it stays a no-op
+            linear.setdefault("Precision", {})["result"] = types.precision["result"].hls4ml()
         keras_layer = model.get_layer(types.layer)
         if types.class_name == "QSeparableConv2D":
             if config.strategy == "Resource" and config.backend in ("Vivado", "Vitis"):
@@ -270,7 +327,7 @@ def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path
     fingerprint = project_fingerprint(config, model_dir)
     model = load_model(model_dir / "model.h5")
     disable_ste(model)
-    derived = derive_types(model, config.input_precision)
+    derived = derive_types(model, config.input_precision, weight_range=config.accumulators == "weight_range")
     hls_config = hls_configuration(model, config, derived)
     reference = np.load(model_dir / "reference.npz")
 

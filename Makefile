@@ -1,0 +1,86 @@
+# Smart Pixels firmware pipeline. `make help` lists the targets.
+#
+# Every target installs what it needs into .venv first (pinned, no root). Stages are
+# incremental: data and models are rebuilt only when missing or when their inputs change;
+# firmware projects and C-simulation builds are cached by content inside `smartpix`.
+
+PYTHON      ?= python3.11
+VENV        := .venv
+BIN         := $(VENV)/bin
+SMARTPIX    := $(BIN)/smartpix
+BUILD       := build
+DATA        := $(BUILD)/data/synthetic
+MODELS      := $(BUILD)/models
+CONFIGS     := $(wildcard hls_configs/*.yml)
+CONFIG      ?=
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+EPOCHS      ?= 40
+REPORTS     ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data train evaluate firmware csim synth report test test-fast bench clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required; set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/python -m pip install --quiet -r requirements.lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv from the pinned requirements (idempotent)
+
+$(DATA)/.complete: $(VENV)/.installed train/simulate.py train/dataset.py
+	$(SMARTPIX) generate --out $(DATA)
+	touch $@
+
+data: $(DATA)/.complete ## generate the default synthetic dataset (build/data/synthetic)
+
+$(MODELS)/%/model.h5: $(DATA)/.complete train/models.py train/fit.py train/loss.py
+	$(SMARTPIX) train --data $(DATA) --architecture $* --epochs $(EPOCHS) --out $(MODELS)/$*
+
+$(MODELS)/baseline_float/model.h5: $(DATA)/.complete train/models.py train/fit.py train/loss.py
+	$(SMARTPIX) train --data $(DATA) --architecture baseline --float --epochs $(EPOCHS) --out $(MODELS)/baseline_float
+
+MODEL_FILES := $(MODELS)/baseline/model.h5 $(MODELS)/xysum/model.h5
+
+train: $(MODEL_FILES) ## train the baseline and xysum QKeras models (build/models/)
+
+evaluate: $(MODEL_FILES) $(MODELS)/baseline_float/model.h5 ## resolution tables and plots (build/reports/evaluation/)
+	$(SMARTPIX) evaluate --data $(DATA) --models $(MODELS)/baseline $(MODELS)/xysum --float-baseline $(MODELS)/baseline_float
+
+firmware: $(MODEL_FILES) ## write one hls4ml project per configuration (build/firmware/<config>/)
+	$(SMARTPIX) firmware $(CONFIG) --jobs $(JOBS)
+
+csim: $(MODEL_FILES) ## bit-exact C simulation of every configuration (build/reports/csim.md)
+	$(SMARTPIX) csim $(CONFIG) --jobs $(JOBS)
+
+synth: $(MODEL_FILES) ## vendor HLS synthesis where installed; open RTL flow (Verilator, Yosys)
+	$(SMARTPIX) synth $(CONFIG)
+
+report: setup ## summary of every configuration (build/reports/summary.md); REPORTS=<folder> reads reports made elsewhere
+ifneq ($(REPORTS),)
+	$(SMARTPIX) parse-reports $(REPORTS)
+else
+	$(SMARTPIX) report
+endif
+
+test: setup ## the whole test suite, bit-exact tests included
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: setup ## the test suite without the slow tests
+	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+bench: $(MODEL_FILES) ## speed benchmarks (ratios against baselines run in the same process)
+	$(BIN)/python bench/bench_generator.py
+	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python bench/bench_csim.py
+
+clean: ## remove generated artifacts (build/)
+	rm -rf $(BUILD)
+
+distclean: clean ## also remove the virtual environment
+	rm -rf $(VENV)
