@@ -341,7 +341,7 @@ def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path
         input_precision = derived[0].precision["result"]
         _write_testbench(tmp, hls_model, config)
         _write_tb_data(tmp, reference["inputs"][:TB_EVENTS], reference["outputs"][:TB_EVENTS])
-        _pin_volatile_content(tmp, out_dir, fingerprint)
+        _pin_volatile_content(tmp, out_dir, fingerprint, model_dir / "model.h5")
         write_json(tmp / MANIFEST, {
             "config": config.to_dict(),
             "model_dir": str(model_dir),
@@ -485,10 +485,18 @@ def _write_tb_data(project: Path, inputs: np.ndarray, outputs: np.ndarray) -> No
         (tb / name).write_text("".join(" ".join(f"{v:.17g}" for v in row) + "\n" for row in rows))
 
 
-def _pin_volatile_content(project: Path, final: Path, fingerprint: str) -> None:
+def _pin_volatile_content(project: Path, final: Path, fingerprint: str, model_file: Path) -> None:
     """Make the project byte-identical for the same model and configuration: hls4ml stamps a
-    random library id and the (temporary) output path into a few text files."""
+    random library id and the (temporary) output path into a few text files, and saves a copy
+    of the Keras model whose archive carries the save time; the project points to the trained
+    model file instead."""
     stamp = fingerprint[:8]
+    (project / "keras_model.keras").unlink(missing_ok=True)
+    config_yml = project / "hls4ml_config.yml"
+    if config_yml.is_file():
+        text = re.sub(r"(?m)^KerasModel: .*$", f"KerasModel: !keras_model '{model_file.resolve()}'",
+                      config_yml.read_text())
+        config_yml.write_text(text)
     for path in project.rglob("*"):
         if not path.is_file() or path.suffix not in (".yml", ".sh", ".tcl", ".cpp", ".h", ".txt"):
             continue
