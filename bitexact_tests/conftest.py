@@ -1,0 +1,49 @@
+"""Bit-exact proof for every shipped configuration.
+
+A small synthetic dataset is generated and both architectures are trained briefly, so that the
+firmware sees real trained weights and real held-out events (the shipped configurations point at
+build/models/<architecture>; here each is pointed at its freshly trained model). Projects are
+converted and their testbenches built once per session, in parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from firmware.config import load_configs
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = load_configs(REPO / "hls_configs")
+ARCHITECTURES = sorted({Path(c.model).name for c in SHIPPED})
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory) -> dict[str, Path]:
+    from train import dataset
+    from train.fit import TrainOptions, train
+    from train.models import ModelSpec
+    from train.simulate import generate_dataset
+
+    root = tmp_path_factory.mktemp("bitexact")
+    data = root / "data"
+    generate_dataset(data, n_files=6, events_per_file=1000, seed=11)
+    options = TrainOptions(epochs=3, batch_size=256, patience=3, seed=11, reference_events=1000)
+    return {
+        arch: train(data, root / "models" / arch, ModelSpec(architecture=arch), dataset.DataOptions(), options).directory
+        for arch in ARCHITECTURES
+    }
+
+
+@pytest.fixture(scope="session")
+def verdicts(trained_models, tmp_path_factory) -> dict[str, object]:
+    """ConfigReport of every shipped configuration, on held-out and adversarial events."""
+    from firmware.csim import verify_configs
+
+    root = tmp_path_factory.mktemp("firmware")
+    configs = [dataclasses.replace(c, model=trained_models[Path(c.model).name]) for c in SHIPPED]
+    reports = verify_configs(configs, root / "projects", root / "cache", jobs=os.cpu_count() or 2)
+    return {r.config: r for r in reports}
