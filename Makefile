@@ -14,7 +14,7 @@ MODELS      := $(BUILD)/models
 CONFIGS     := $(wildcard hls_configs/*.yml)
 CONFIG      ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
-EPOCHS      ?= 40
+EPOCHS      ?= 20
 REPORTS     ?=
 
 .DEFAULT_GOAL := help

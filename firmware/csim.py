@@ -283,14 +283,16 @@ def reference_sets(project: FirmwareProject, model, seed: int = 0, adversarial: 
 
 
 def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, workers: int | None = None,
-                   adversarial: bool = True, seed: int = 0) -> ConfigReport:
-    """Build (or reuse) the testbench of one project and verify it on every event set."""
+                   adversarial: bool = True, seed: int = 0,
+                   build: tuple[Path, float, bool] | None = None) -> ConfigReport:
+    """Build (or reuse) the testbench of one project and verify it on every event set.
+    `build` is the result of an earlier build_testbench call for this project."""
     from train.models import disable_ste, load_model
 
     config = project.config
     report = ConfigReport(config.name, config.backend, config.io_type, config.strategy)
     try:
-        binary, report.build_seconds, report.build_cached = build_testbench(project.directory, cache_dir)
+        binary, report.build_seconds, report.build_cached = build or build_testbench(project.directory, cache_dir)
         model = load_model(Path(config.model) / "model.h5")
         disable_ste(model)
         n_out = int(np.prod(model.output_shape[1:]))
@@ -329,25 +331,28 @@ def verify_configs(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_F
         else:
             ready.append(project)
     # Builds are single-threaded compiles: run as many as there are jobs.
+    builds: dict[str, tuple[Path, float, bool]] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        builds = {p.config.name: pool.submit(_build_or_error, p, cache_dir) for p in ready}
-        for name, future in builds.items():
-            error = future.result()
-            if error:
+        futures = {p.config.name: pool.submit(_build_or_error, p, cache_dir) for p in ready}
+        for name, future in tqdm(futures.items(), desc="build", unit="config", disable=None):
+            result = future.result()
+            if isinstance(result, str):
                 cfg = next(p.config for p in ready if p.config.name == name)
-                reports[name] = ConfigReport(name, cfg.backend, cfg.io_type, cfg.strategy, error=error)
+                reports[name] = ConfigReport(name, cfg.backend, cfg.io_type, cfg.strategy, error=result)
+            else:
+                builds[name] = result
     for project in tqdm([p for p in ready if p.config.name not in reports], desc="csim", unit="config",
                         disable=None):
-        reports[project.config.name] = verify_project(project, cache_dir, adversarial=adversarial)
+        reports[project.config.name] = verify_project(project, cache_dir, adversarial=adversarial,
+                                                      build=builds[project.config.name])
     return [reports[c.name] for c in configs]
 
 
-def _build_or_error(project: FirmwareProject, cache_dir: Path) -> str | None:
+def _build_or_error(project: FirmwareProject, cache_dir: Path) -> tuple[Path, float, bool] | str:
     try:
-        build_testbench(project.directory, cache_dir)
+        return build_testbench(project.directory, cache_dir)
     except PipelineError as err:
         return str(err)
-    return None
 
 
 # --------------------------------------------------------------------------- reports

@@ -38,10 +38,10 @@ DEFAULT_MODELS = Path("build/models")
 
 @dataclass(frozen=True)
 class TrainOptions:
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 3e-3
-    patience: int = 6
+    patience: int = 4
     seed: int = 1
     reference_events: int = 2000
 
