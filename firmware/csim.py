@@ -230,11 +230,8 @@ def first_differing_layer(project: FirmwareProject, binary: Path, model, event_i
     """Rerun one event with the layer trace and name the first layer that differs from Keras."""
     import tensorflow as tf
 
-    manifest = project.manifest
-    n_out = sum(1 for _ in range(1))  # placeholder to keep the signature simple
-    del n_out
-    outputs_size = manifest["hls_layers"][-1]["size"]
-    _, traces = run_testbench(binary, project.directory, event_input[None], outputs_size, trace=True)
+    n_out = int(np.prod(model.output_shape[1:]))
+    _, traces = run_testbench(binary, project.directory, event_input[None], n_out, trace=True)
     keras_names = {layer.name: layer for layer in model.layers}
     # Pooling outputs are approximations by design (decided by the next quantizer): skip them.
     comparable = [
