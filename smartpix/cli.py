@@ -30,10 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser_for(argv)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(message)s",
-    )
+    # Third-party libraries (QKeras, hls4ml) log chatter at INFO on the root logger: only this
+    # project's own loggers speak at INFO.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    for name in ("smartpix", "train", "firmware"):
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(importlib.import_module(args.module_name).run(args) or 0)
     except PipelineError as err:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from firmware.config import config_from_dict
 from firmware.summary import summary_rows, write_summary
 from firmware.synth import vendor_command
@@ -53,6 +55,7 @@ def test_vendor_commands_follow_hls4ml(tmp_path):
     assert "synth=1" in vendor_command("Catapult", "catapult", True, False, False)[-1]
 
 
+@pytest.mark.slow
 def test_synth_without_vendor_tools_exits_cleanly(random_models, tmp_path):
     import os
 
