@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -73,6 +74,7 @@ class ConfigReport:
     build_cached: bool = False
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
+    verdicts_cached: bool = False  # an earlier run verified this very build on these events
 
     @property
     def exact(self) -> bool:
@@ -290,6 +292,9 @@ def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, wo
     report = ConfigReport(config.name, config.backend, config.io_type, config.strategy)
     try:
         binary, report.build_seconds, report.build_cached = build or build_testbench(project.directory, cache_dir)
+        verdict_file = _verdict_cache(cache_dir, binary, config, adversarial, seed)
+        if verdict_file.is_file():
+            return _cached_report(verdict_file, report)
         model = load_model(Path(config.model) / "model.h5")
         disable_ste(model)
         n_out = int(np.prod(model.output_shape[1:]))
@@ -308,8 +313,29 @@ def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, wo
                     project, binary, model, inputs[verdict.first_mismatch["event"]]
                 )
             report.verdicts.append(verdict)
+        if report.exact:
+            write_json(verdict_file, [asdict(v) for v in report.verdicts])
     except PipelineError as err:
         report.error = str(err)
+    return report
+
+
+def _verdict_cache(cache_dir: Path, binary: Path, config: HardwareConfig, adversarial: bool, seed: int) -> Path:
+    """Where an exact verdict is kept: keyed by the compiled testbench, the reference set, the
+    stimuli and this module, so that a warm run re-verifies only what changed."""
+    digest = hashlib.sha256()
+    digest.update(binary.parent.name.encode())
+    digest.update((Path(config.model) / "reference.npz").read_bytes())
+    digest.update((Path(config.model) / "model.h5").read_bytes())
+    digest.update(repr((adversarial, seed)).encode())
+    for module in (Path(__file__), Path(__file__).with_name("stimuli.py")):
+        digest.update(module.read_bytes())
+    return Path(cache_dir) / "verdicts" / f"{digest.hexdigest()[:24]}.json"
+
+
+def _cached_report(path: Path, report: ConfigReport) -> ConfigReport:
+    report.verdicts = [Verdict(**v) for v in json.loads(path.read_text())]
+    report.verdicts_cached = True
     return report
 
 
@@ -381,6 +407,8 @@ def write_reports(reports: list[ConfigReport], out_dir: Path = DEFAULT_REPORTS) 
         held = next((v for v in r.verdicts if v.stimulus == "held_out"), None)
         rate = f"{held.events_per_second:,.0f}" if held and held.events_per_second else "-"
         build = "cached" if r.build_cached else f"{r.build_seconds:.1f}"
+        if r.verdicts_cached:
+            rate = "cached"
         verdict = "exact" if r.exact else ("ERROR" if r.error or any(v.error for v in r.verdicts) else "NOT EXACT")
         lines.append(f"| {r.config} | {r.backend} | {r.io_type} | {r.strategy} | {events} | {bad} | {worst} | "
                      f"{build} | {rate} | {verdict} |")

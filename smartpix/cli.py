@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from smartpix.errors import PipelineError
@@ -28,6 +29,8 @@ STAGES: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # TensorFlow's C++ start-up messages (no GPU, no TensorRT) say nothing about this run
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser_for(argv)
     args = parser.parse_args(argv)
     # Third-party libraries (QKeras, hls4ml) log chatter at INFO on the root logger: only this
