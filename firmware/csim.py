@@ -114,9 +114,10 @@ def build_key(project: Path, cxx: str) -> str:
 
 def build_testbench(project: Path, cache_dir: Path = DEFAULT_CACHE) -> tuple[Path, float, bool]:
     """The compiled testbench of `project` (built unless cached): (binary, seconds, cached)."""
+    project = Path(project).resolve()
     cxx = compiler()
     key = build_key(project, cxx)
-    binary = Path(cache_dir) / key / "csim"
+    binary = Path(cache_dir).resolve() / key / "csim"
     if binary.is_file():
         return binary, 0.0, True
     started = time.perf_counter()
@@ -154,6 +155,7 @@ def run_testbench(binary: Path, project: Path, inputs: np.ndarray, n_outputs: in
                   workers: int | None = None, trace: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Outputs (n, n_outputs) float64 of the testbench on `inputs`, split over `workers`
     processes; with `trace`, also every traced layer's outputs (one process)."""
+    project = Path(project).resolve()
     flat = np.ascontiguousarray(inputs.reshape(len(inputs), -1), dtype=np.float32)
     if not np.array_equal(flat.astype(np.float64), inputs.reshape(len(inputs), -1).astype(np.float64)):
         raise PipelineError("testbench inputs are not exact in float32")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,7 +70,10 @@ def test_too_narrow_override_is_caught_with_the_layer_named(random_models, tmp_p
         "dense_1": {"precision": {"accum": "fixed<12,3>", "result": "fixed<12,3>"}},
         "dense_1_linear": {"precision": {"result": "fixed<12,3>"}},
     })
-    report = verify_project(convert(config, tmp_path / "p"), tmp_path / "cache", adversarial=False)
+    # a relative project folder, as the command line gives it
+    relative = Path(os.path.relpath(tmp_path / "p"))
+    cache = Path(os.path.relpath(tmp_path / "cache"))
+    report = verify_project(convert(config, relative), cache, adversarial=False)
     verdict = report.verdicts[0]
     assert not report.exact and verdict.mismatching_events > 0
     assert verdict.first_differing_layer["layer"] == "dense_1"
