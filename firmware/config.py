@@ -281,3 +281,14 @@ def load_configs(config_dir: Path = DEFAULT_CONFIG_DIR, names: list[str] | None 
             )
         configs = [by_name[n] for n in names]
     return configs
+
+
+def add_selection_arguments(parser, firmware_dir: Path, reports_dir: Path | None = None) -> None:
+    """The command-line arguments every per-configuration stage shares."""
+    parser.add_argument("configs", nargs="*", help="configuration names (default: every file in --config-dir)")
+    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
+    parser.add_argument("--firmware-dir", type=Path, default=firmware_dir,
+                        help="one project folder per configuration below this")
+    if reports_dir is not None:
+        parser.add_argument("--reports", type=Path, default=reports_dir)
+

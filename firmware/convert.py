@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import DEFAULT_CONFIG_DIR, HardwareConfig, Precision, load_configs
+from firmware.config import add_selection_arguments, HardwareConfig, Precision, load_configs
 from firmware.types import average_pool_precision, quantizer_precision, weight_precision
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
@@ -581,16 +581,14 @@ def _existing_project(config: HardwareConfig, out_dir: Path) -> FirmwareProject:
 # --------------------------------------------------------------------------- CLI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("configs", nargs="*", help="configuration names (default: every file in --config-dir)")
-    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
-    parser.add_argument("--out", type=Path, default=DEFAULT_FIRMWARE_DIR, help="one project folder per configuration below this")
+    add_selection_arguments(parser, DEFAULT_FIRMWARE_DIR)
     parser.add_argument("--jobs", type=int, default=2, help="configurations converted in parallel")
 
 
 def run(args: argparse.Namespace) -> int:
     configs = load_configs(args.config_dir, args.configs or None)
     failed = 0
-    for config, result in zip(configs, ensure_projects(configs, args.out, args.jobs)):
+    for config, result in zip(configs, ensure_projects(configs, args.firmware_dir, args.jobs)):
         if isinstance(result, PipelineError):
             failed += 1
             print(f"{config.name}: FAILED: {result}")

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import DEFAULT_CONFIG_DIR, HardwareConfig, Precision, load_configs
+from firmware.config import add_selection_arguments, HardwareConfig, Precision, load_configs
 from firmware.convert import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
 from firmware.types import on_grid
 from smartpix.artifacts import atomic_path, write_json, write_text
@@ -444,11 +444,8 @@ def _details(report: ConfigReport) -> str:
 # --------------------------------------------------------------------------- CLI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("configs", nargs="*", help="configuration names (default: every file in --config-dir)")
-    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
-    parser.add_argument("--firmware-dir", type=Path, default=DEFAULT_FIRMWARE_DIR)
+    add_selection_arguments(parser, DEFAULT_FIRMWARE_DIR, DEFAULT_REPORTS)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-adversarial", action="store_true", help="held-out events only")
 

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from firmware.config import DEFAULT_CONFIG_DIR, HardwareConfig, load_configs
+from firmware.config import add_selection_arguments, HardwareConfig, load_configs
 from firmware.convert import DEFAULT_FIRMWARE_DIR
 from smartpix.artifacts import atomic_path, write_json, write_text
 from smartpix.errors import PipelineError
@@ -254,10 +254,7 @@ def _plots(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("configs", nargs="*", help="configuration names (default: all)")
-    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
-    parser.add_argument("--firmware-dir", type=Path, default=DEFAULT_FIRMWARE_DIR)
-    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS)
+    add_selection_arguments(parser, DEFAULT_FIRMWARE_DIR, DEFAULT_REPORTS)
 
 
 def run(args: argparse.Namespace) -> int:

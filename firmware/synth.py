@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware.config import DEFAULT_CONFIG_DIR, HardwareConfig, load_configs
+from firmware.config import add_selection_arguments, HardwareConfig, load_configs
 from firmware.convert import DEFAULT_FIRMWARE_DIR, ensure_projects
 from smartpix.artifacts import write_json
 from smartpix.errors import PipelineError
@@ -163,10 +163,7 @@ def synthesize(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_FIRMW
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("configs", nargs="*", help="configuration names (default: all)")
-    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
-    parser.add_argument("--firmware-dir", type=Path, default=DEFAULT_FIRMWARE_DIR)
-    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS)
+    add_selection_arguments(parser, DEFAULT_FIRMWARE_DIR, DEFAULT_REPORTS)
     parser.add_argument("--vsynth", action="store_true", help="also run Vivado logic synthesis (vendor tool)")
     parser.add_argument("--cosim", action="store_true", help="also run RTL co-simulation (vendor tool)")
     parser.add_argument("--no-open-flow", action="store_true", help="skip the Verilator/Yosys flow")
