@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -547,7 +548,9 @@ def ensure_projects(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_
             log.info("%s: project is up to date", c.name)
     results: dict[str, FirmwareProject | PipelineError] = {}
     if todo:
-        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+        # spawn, not fork: a forked copy of a process that has run TensorFlow can crash
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
             futures = {c.name: pool.submit(_convert_or_error, c, firmware_dir / c.name) for c in todo}
             for name, future in futures.items():
                 results[name] = future.result()
