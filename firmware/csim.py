@@ -410,7 +410,7 @@ def write_reports(reports: list[ConfigReport], out_dir: Path = DEFAULT_REPORTS) 
         rate = f"{held.events_per_second:,.0f}" if held and held.events_per_second else "-"
         build = "cached" if r.build_cached else f"{r.build_seconds:.1f}"
         if r.verdicts_cached:
-            rate = "cached"
+            rate += " (earlier run)"
         verdict = "exact" if r.exact else ("ERROR" if r.error or any(v.error for v in r.verdicts) else "NOT EXACT")
         lines.append(f"| {r.config} | {r.backend} | {r.io_type} | {r.strategy} | {events} | {bad} | {worst} | "
                      f"{build} | {rate} | {verdict} |")
