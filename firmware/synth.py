@@ -136,9 +136,12 @@ def run_open_flow(config: HardwareConfig, out_dir: Path) -> dict[str, Any]:
     try:
         from firmware import rtl
     except ImportError:
-        return {"status": "unavailable", "message": "the open RTL flow is not installed in this checkout"}
+        rtl = None
+    open_flow = getattr(rtl, "open_flow", None)
+    if open_flow is None:
+        return {"status": "unavailable", "message": "the open RTL flow is not part of this checkout"}
     try:
-        return rtl.open_flow(config, out_dir)
+        return open_flow(config, out_dir)
     except PipelineError as err:
         return {"status": "failed", "message": str(err)}
 
