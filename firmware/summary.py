@@ -45,7 +45,7 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 
 def _resolution(evaluation: dict[str, Any] | None, model: str) -> dict[str, float | None]:
-    rows = (evaluation or {}).get("rows", evaluation if isinstance(evaluation, list) else [])
+    rows = (evaluation or {}).get("resolution", [])
     found = {}
     for row in rows if isinstance(rows, list) else []:
         if row.get("model") == model:

@@ -30,8 +30,13 @@ def test_summary_reads_reports_synthesized_elsewhere(random_models, tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "csim.json").write_text(json.dumps(
         {"configs": [{"config": "cfg", "exact": True, "verdicts": [{"events": 7}]}]}))
+    (tmp_path / "reports" / "evaluation").mkdir()
+    (tmp_path / "reports" / "evaluation" / "resolution.json").write_text(json.dumps({"resolution": [
+        {"model": "baseline", "target": "x-midplane", "core_width_68": 10.5},
+        {"model": "other", "target": "x-midplane", "core_width_68": 99.0}]}))
     rows = summary_rows([config], tmp_path / "reports", tmp_path / "firmware")
     row = rows[0]
+    assert row["x_res_um"] == 10.5 and row["y_res_um"] is None
     # figures as SOURCE.txt lists them for this Vitis HLS 2025.1 report
     assert (row["LUT"], row["FF"], row["DSP"], row["BRAM_18K"]) == (4725, 13240, 110, 3)
     assert (row["latency_min_cycles"], row["latency_max_cycles"], row["ii_min"], row["ii_max"]) == (32, 32, 1, 1)
