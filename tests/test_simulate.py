@@ -254,7 +254,8 @@ def reference_collect(tracks: S.Tracks, g: S.Geometry, table: S.DriftTable, samp
     return out
 
 
-@pytest.mark.parametrize("geometry", [CLEAN, S.Geometry()], ids=["clean", "default"])
+@pytest.mark.parametrize("geometry", [CLEAN, S.Geometry(), S.Geometry(threshold_electrons=0.0)],
+                         ids=["clean", "default", "noise-without-threshold"])
 def test_vectorized_sharing_matches_direct_integration(geometry):
     table = S.drift_table(geometry)
     tracks = S.draw_tracks(120, np.random.default_rng(21), geometry, table)

@@ -457,9 +457,10 @@ def transform_charge(x: np.ndarray, options: DataOptions, rng: np.random.Generat
     elif options.adc_bits is not None:
         codes = np.rint(x / np.float32(options.adc_lsb))  # rint rounds half to even
         np.minimum(codes, np.float32(2 ** options.adc_bits - 1), out=codes)
-        x[...] = codes * np.float32(options.adc_lsb / options.charge_unit)
+        x[...] = codes * np.float32(options.adc_lsb) / np.float32(options.charge_unit)
     else:
-        x *= np.float32(1.0 / options.charge_unit)
+        # a division, not a multiplication by the inverse: 250 e must be exactly 0.25 ke
+        x /= np.float32(options.charge_unit)
     if options.standardize if standardize is None else standardize:
         nonzero = x != 0
         x[nonzero] = (x[nonzero] - np.float32(options.pixel_mean)) / np.float32(options.pixel_std)
