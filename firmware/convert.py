@@ -64,9 +64,6 @@ class FirmwareProject:
     output_precision: Precision
     fingerprint: str  # content hash of what the project was generated from
 
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return json.loads((self.directory / MANIFEST).read_text())
 
 
 # --------------------------------------------------------------------------- type derivation
