@@ -65,7 +65,6 @@ class FirmwareProject:
     fingerprint: str  # content hash of what the project was generated from
 
 
-
 # --------------------------------------------------------------------------- type derivation
 
 def derive_types(model, input_override: Precision | None = None, weight_range: bool = False) -> list[LayerTypes]:
