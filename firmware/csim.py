@@ -30,6 +30,7 @@ import numpy as np
 
 from firmware.config import add_selection_arguments, HardwareConfig, Precision, load_configs
 from firmware.convert import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
+from firmware.stimuli import verification_sets
 from firmware.types import on_grid
 from smartpix.artifacts import atomic_path, write_json, write_text
 from smartpix.errors import PipelineError
@@ -270,19 +271,6 @@ def _keras_name(hls_name: str, keras_names: dict[str, Any]) -> str | None:
 
 # --------------------------------------------------------------------------- verify
 
-def reference_sets(project: FirmwareProject, model, seed: int = 0, adversarial: bool = True) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, inputs, QKeras outputs): the held-out reference events, then adversarial sets."""
-    from firmware.stimuli import adversarial_sets
-
-    reference = np.load(Path(project.config.model) / "reference.npz")
-    sets = [("held_out", reference["inputs"], reference["outputs"])]
-    if adversarial:
-        for stimulus in adversarial_sets(model, project.input_precision, seed):
-            outputs = model.predict(stimulus.inputs, batch_size=2048, verbose=0).astype(np.float32)
-            sets.append((stimulus.name, stimulus.inputs, outputs))
-    return sets
-
-
 def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, workers: int | None = None,
                    adversarial: bool = True, seed: int = 0,
                    build: tuple[Path, float, bool] | None = None) -> ConfigReport:
@@ -300,7 +288,8 @@ def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, wo
         model = load_model(Path(config.model) / "model.h5")
         disable_ste(model)
         n_out = int(np.prod(model.output_shape[1:]))
-        for name, inputs, expected in reference_sets(project, model, seed, adversarial):
+        sets = verification_sets(Path(config.model), model, project.input_precision, seed, adversarial)
+        for name, inputs, expected in sets:
             started = time.perf_counter()
             verdict = Verdict(config.name, name)
             try:

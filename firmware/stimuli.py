@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from firmware.config import Precision
+from smartpix.errors import PipelineError
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,22 @@ def midpoint_events(model, input_precision: Precision, rng: np.random.Generator,
         ties += np.sum(scaled - np.floor(scaled) == 0.5, axis=1)
     order = np.argsort(-ties, kind="stable")
     return candidates[order[:n_events]]
+
+
+def verification_sets(model_dir: Path, model, input_precision: Precision, seed: int = 0,
+                      adversarial: bool = True) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, inputs, QKeras outputs) for a bit-exact check: the model directory's held-out
+    reference events, then (with `adversarial`) every adversarial set. `model` must have its
+    straight-through estimators disabled, so that its outputs are the exact quantized values."""
+    path = Path(model_dir) / "reference.npz"
+    if not path.is_file():
+        raise PipelineError(f"{path} is missing (the training stage writes it)")
+    with np.load(path) as reference:
+        if "inputs" not in reference or "outputs" not in reference:
+            raise PipelineError(f"{path}: expected arrays 'inputs' and 'outputs'")
+        sets = [("held_out", reference["inputs"], reference["outputs"])]
+    if adversarial:
+        for stimulus in adversarial_sets(model, input_precision, seed):
+            outputs = model.predict(stimulus.inputs, batch_size=2048, verbose=0).astype(np.float32)
+            sets.append((stimulus.name, stimulus.inputs, outputs))
+    return sets

@@ -31,15 +31,16 @@ def _config_of(quantizer: Any) -> tuple[str, dict[str, Any]]:
     return name, dict(config)
 
 
-def _refuse(where: str, reason: str) -> PipelineError:
+def refusal(where: str, reason: str) -> PipelineError:
+    """The error for a layer that cannot be implemented bit-exactly, naming it and the reason."""
     return PipelineError(f"layer {where}: {reason}; it cannot be made bit-exact")
 
 
 def _check_common(name: str, config: dict[str, Any], where: str) -> None:
     if config.get("use_stochastic_rounding"):
-        raise _refuse(where, f"{name} uses stochastic rounding")
+        raise refusal(where, f"{name} uses stochastic rounding")
     if float(config.get("qnoise_factor", 1.0) or 1.0) != 1.0:
-        raise _refuse(where, f"{name} has qnoise_factor {config['qnoise_factor']} (only 1 gives a fixed-point grid)")
+        raise refusal(where, f"{name} has qnoise_factor {config['qnoise_factor']} (only 1 gives a fixed-point grid)")
 
 
 def quantizer_precision(quantizer: Any, where: str) -> Precision:
@@ -49,7 +50,7 @@ def quantizer_precision(quantizer: Any, where: str) -> Precision:
     if name == "quantized_bits":
         alpha = config.get("alpha")
         if alpha not in (None, 1, 1.0):
-            raise _refuse(where, f"quantized_bits has alpha={alpha!r} (a scale that is not 1)")
+            raise refusal(where, f"quantized_bits has alpha={alpha!r} (a scale that is not 1)")
         bits, integer = int(config["bits"]), int(config.get("integer", 0))
         symmetric = bool(config.get("symmetric", 0))
         if config.get("keep_negative", True):
@@ -57,24 +58,24 @@ def quantizer_precision(quantizer: Any, where: str) -> Precision:
         return Precision(bits, integer, False, "RND_CONV", "SAT")
     if name == "quantized_tanh":
         if config.get("use_real_tanh"):
-            raise _refuse(where, "quantized_tanh(use_real_tanh=True) needs a tanh lookup table")
+            raise refusal(where, "quantized_tanh(use_real_tanh=True) needs a tanh lookup table")
         bits = int(config["bits"])
         return Precision(bits, 1, True, "RND_CONV", "SAT_SYM" if config.get("symmetric") else "SAT")
     if name == "quantized_relu":
         if config.get("negative_slope", 0.0):
-            raise _refuse(where, "quantized_relu with a negative slope is not supported")
+            raise refusal(where, "quantized_relu with a negative slope is not supported")
         if config.get("use_sigmoid"):
-            raise _refuse(where, "quantized_relu(use_sigmoid=True) is not supported")
+            raise refusal(where, "quantized_relu(use_sigmoid=True) is not supported")
         if config.get("relu_upper_bound") is not None and not config.get("is_quantized_clip", True):
-            raise _refuse(where, "quantized_relu with relu_upper_bound clips off the fixed-point grid")
+            raise refusal(where, "quantized_relu with relu_upper_bound clips off the fixed-point grid")
         return Precision(int(config["bits"]), int(config.get("integer", 0)), False, "RND_CONV", "SAT")
-    raise _refuse(where, f"quantizer {name} is not supported (supported: quantized_bits, quantized_tanh, quantized_relu)")
+    raise refusal(where, f"quantizer {name} is not supported (supported: quantized_bits, quantized_tanh, quantized_relu)")
 
 
 def weight_precision(quantizer: Any, where: str) -> Precision:
     """The exact type of quantized weights: the same grid, no rounding needed (values lie on it)."""
     if quantizer is None:
-        raise _refuse(where, "has float weights without a quantizer")
+        raise refusal(where, "has float weights without a quantizer")
     exact = quantizer_precision(quantizer, where)
     return Precision(exact.width, exact.integer, exact.signed)
 
@@ -98,7 +99,7 @@ def average_pool_precision(
         fraction = data.fraction + extra
     else:
         if following is None:
-            raise _refuse(
+            raise refusal(
                 where,
                 f"average pooling over {pool_elements} values (not a power of two) must be followed by "
                 f"a quantizer (QActivation) that decides the rounding",
