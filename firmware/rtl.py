@@ -1,0 +1,1258 @@
+"""Open RTL flow, step 1: the quantized QKeras model as Verilog, through da4ml, with no vendor tool.
+
+da4ml cannot read QKeras models, so the model's layers are replayed here from their quantized
+weights, twice, with the same QKeras semantics:
+- on numpy integer codes (`replay_numpy`): the exact integer reference of the replay, used to name
+  the first layer where hardware and QKeras part ways;
+- on da4ml's symbolic fixed-point variables (`trace_graph`), which da4ml turns into shift-and-add
+  Verilog (`build_rtl`), pipelined at a number of adder levels per clock cycle.
+
+Exactness, layer by layer:
+- every quantizer (quantized_bits, quantized_tanh, quantized_relu) is "round half to even to f
+  fraction bits, then clip"; da4ml only truncates, so half-to-even is built from its operations:
+  with w = x + 2^-(f+1) - 2^-F (F the fraction bits of x), RHE(x) = floor(w + b 2^-F) where b is
+  the bit of weight 2^-f of w (see `trace_round_half_even`);
+- dense and convolution layers are exact sums of products (da4ml sizes every adder from the
+  value ranges, so nothing wraps);
+- average pooling over N values has no division in hardware: the window sum s (LSB 2^-g) is
+  multiplied by an integer constant M, offset by b and truncated by K bits, with (M, K, b) found
+  and verified exhaustively so that floor((s M + b) / 2^K) equals round_half_even(s 2^(f-g) / N)
+  for every reachable s (`design_pool_divider`); where exact ties are reachable, the truncation
+  keeps enough extra bits and the half-to-even step above follows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smartpix.artifacts import atomic_dir, write_json
+from firmware.types import refusal
+from smartpix.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+PROJECT_FILE = "project.json"
+# Estimated delay of one adder level (LUT + carry chain + routing) on 7-series / UltraScale+
+# fabric; sets the default number of adder levels per pipeline stage from the clock period.
+ADDER_LEVEL_NS = 1.0
+# da4ml's constant-matrix optimiser: extra adder depth allowed beyond the minimum (its CLI default).
+HARD_DC = 2
+MAX_SHIFT_SEARCH = 40
+
+
+# ---------------------------------------------------------------------------------------------
+# Data types
+
+
+@dataclass(frozen=True)
+class FixedFormat:
+    """A fixed-point word: `width` bits, `integer` of them left of the point (the sign bit
+    included when `signed`, as in ap_fixed), so value = code * 2**(integer - width)."""
+
+    width: int
+    integer: int
+    signed: bool
+
+    @property
+    def fraction(self) -> int:
+        return self.width - self.integer
+
+    @property
+    def lsb(self) -> float:
+        return 2.0 ** -self.fraction
+
+    def code_range(self) -> tuple[int, int]:
+        if self.signed:
+            return -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
+        return 0, 2**self.width - 1
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_kif(cls, k: int | bool, i: int, f: int) -> "FixedFormat":
+        return cls(int(k) + int(i) + int(f), int(k) + int(i), bool(k))
+
+
+@dataclass
+class RtlProject:
+    """A generated Verilog project: where its files are and how to drive its top module.
+
+    The top module (`top`, da4ml's I/O wrapper around `core`) takes `model_inp`, element i of the
+    flattened input at bits [i*w, (i+1)*w) with w = inputs[i].width, and gives `model_out` the same
+    way. Pipelined designs have a `clk` port: an event presented before a rising edge appears on
+    `model_out` after `latency_cycles` rising edges, one event per cycle (II = 1). A combinational
+    design (latency_cycles = 0) has no clock.
+    """
+
+    path: Path
+    top: str
+    core: str
+    verilog: tuple[Path, ...]
+    inputs: tuple[FixedFormat, ...]
+    outputs: tuple[FixedFormat, ...]
+    latency_cycles: int
+    stages: int
+    clock_period_ns: float
+    latency_cutoff: float
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    model_name: str
+    content_hash: str
+    estimated_luts: float
+    layers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clocked(self) -> bool:
+        return self.latency_cycles > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path)
+        data["verilog"] = [str(p.relative_to(self.path)) for p in self.verilog]
+        data["inputs"] = _compress_formats(self.inputs)
+        data["outputs"] = _compress_formats(self.outputs)
+        data["input_shape"] = list(self.input_shape)
+        data["output_shape"] = list(self.output_shape)
+        return data
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RtlProject":
+        """Read a project written by `build_rtl` (its project.json)."""
+        path = Path(path)
+        file = path / PROJECT_FILE
+        if not file.is_file():
+            raise PipelineError(f"{file}: no RTL project here (run the Verilog generation first)")
+        try:
+            data = json.loads(file.read_text())
+            return cls(
+                path=path,
+                top=data["top"],
+                core=data["core"],
+                verilog=tuple(path / p for p in data["verilog"]),
+                inputs=_expand_formats(data["inputs"]),
+                outputs=_expand_formats(data["outputs"]),
+                latency_cycles=int(data["latency_cycles"]),
+                stages=int(data["stages"]),
+                clock_period_ns=float(data["clock_period_ns"]),
+                latency_cutoff=float(data["latency_cutoff"]),
+                input_shape=tuple(data["input_shape"]),
+                output_shape=tuple(data["output_shape"]),
+                model_name=data["model_name"],
+                content_hash=data["content_hash"],
+                estimated_luts=float(data["estimated_luts"]),
+                layers=list(data.get("layers", [])),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise PipelineError(f"{file}: malformed project file ({err})") from err
+
+
+def _compress_formats(formats: Sequence[FixedFormat]) -> dict[str, Any]:
+    """Per-element formats as JSON; runs of equal formats are stored once with a count."""
+    runs: list[dict[str, Any]] = []
+    for fmt in formats:
+        if runs and runs[-1]["format"] == fmt.to_dict():
+            runs[-1]["count"] += 1
+        else:
+            runs.append({"format": fmt.to_dict(), "count": 1})
+    return {"elements": len(formats), "runs": runs}
+
+
+def _expand_formats(data: dict[str, Any]) -> tuple[FixedFormat, ...]:
+    out: list[FixedFormat] = []
+    for run in data["runs"]:
+        out.extend([FixedFormat(**run["format"])] * int(run["count"]))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantizers: every supported one is "round half to even to `frac` bits, then clip the codes"
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """Round half to even to `frac` fraction bits (None: keep the grid), then clip the integer
+    codes to [low, high] (None: unbounded side)."""
+
+    frac: int | None
+    low: int | None
+    high: int | None
+    description: str
+
+    def output_format(self) -> FixedFormat | None:
+        if self.frac is None or self.low is None or self.high is None:
+            return None
+        signed = self.low < 0
+        magnitude = max(-self.low, self.high + 1)
+        bits = max(1, math.ceil(math.log2(magnitude))) + int(signed)
+        return FixedFormat(bits, bits - self.frac, signed)
+
+
+def quantizer_spec(quantizer: Any, where: str) -> QuantSpec | None:
+    """The exact rounding and clipping of a QKeras quantizer or Keras activation (None: identity).
+
+    The grid and range are the ones the HLS flow uses (`firmware.types.quantizer_precision`), so
+    both implementations refuse and accept the same quantizers; plain relu and linear are the
+    activations without a grid that the replay also accepts."""
+    if quantizer is None:
+        return None
+    if isinstance(quantizer, str):
+        from qkeras import get_quantizer
+
+        quantizer = get_quantizer(quantizer)
+    name = getattr(quantizer, "__name__", None) or type(quantizer).__name__
+    if name == "linear":
+        return None
+    if name == "relu" and callable(quantizer) and not hasattr(quantizer, "get_config"):
+        return QuantSpec(None, 0, None, "relu")
+    config = quantizer.get_config() if hasattr(quantizer, "get_config") else {}
+    if name == "quantized_bits" and int(config.get("bits", 2)) - int(bool(config.get("keep_negative", True))) <= 0:
+        raise refusal(where, f"{quantizer} is a sign (binary) quantizer")
+    if name == "quantized_tanh":
+        from qkeras import quantizers as qk
+
+        if not config.get("use_real_tanh") and qk._sigmoid is not qk.hard_sigmoid:
+            raise refusal(where, "quantized_tanh with QKeras' internal sigmoid other than 'hard'")
+    from firmware.types import quantizer_precision
+
+    precision = quantizer_precision(quantizer, where)
+    low, high = precision.code_range()
+    return QuantSpec(precision.fraction, low, high, str(quantizer))
+
+
+def round_half_even_shift(codes: np.ndarray, shift: int) -> np.ndarray:
+    """Integer codes at F fraction bits -> codes at F - shift bits, rounding half to even
+    (for shift <= 0 an exact left shift)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if shift <= 0:
+        return codes << -shift
+    low = codes >> shift  # floor division by 2**shift
+    remainder = codes - (low << shift)
+    half = np.int64(1) << (shift - 1)
+    up = (remainder > half) | ((remainder == half) & ((low & 1) == 1))
+    return low + up.astype(np.int64)
+
+
+def quantize_float(values: np.ndarray, spec: QuantSpec) -> np.ndarray:
+    """A QKeras quantizer applied to float values, as integer codes at spec.frac bits."""
+    if spec.frac is None:
+        raise PipelineError(f"{spec.description} has no fixed grid for float inputs")
+    scaled = np.asarray(values, dtype=np.float64) * 2.0**spec.frac
+    codes = np.rint(scaled).astype(np.int64)  # rint rounds half to even, like tf.round
+    return _clip(codes, spec.low, spec.high)
+
+
+def _clip(codes: np.ndarray, low: int | None, high: int | None) -> np.ndarray:
+    if low is not None:
+        codes = np.maximum(codes, low)
+    if high is not None:
+        codes = np.minimum(codes, high)
+    return codes
+
+
+# ---------------------------------------------------------------------------------------------
+# Average pooling without division
+
+
+def pool_round_reference(sums: np.ndarray, count: int, in_frac: int, out_frac: int) -> np.ndarray:
+    """round_half_even(s * 2**(out_frac - in_frac) / count) for integer window sums s, exactly."""
+    s = np.asarray(sums, dtype=np.int64)
+    num = s << max(out_frac - in_frac, 0)
+    den = np.int64(count) << max(in_frac - out_frac, 0)
+    q, r = np.divmod(2 * num + den, 2 * den)  # q = floor(num/den + 1/2)
+    tie = r == 0
+    return q - (tie & ((q & 1) == 1)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PoolDivider:
+    """Division-free average pooling: for every window sum s in [s_min, s_max] (LSB 2^-in_frac),
+    floor((s * multiplier + offset) / 2**shift) is round_half_even(s 2^(out_frac-in_frac) / count)
+    when `ties` is False; when ties are reachable it is floor(s 2^(target_frac-in_frac) / count),
+    with target_frac - out_frac extra bits that make the following half-to-even step exact."""
+
+    count: int
+    in_frac: int
+    out_frac: int
+    s_min: int
+    s_max: int
+    ties: bool
+    target_frac: int
+    multiplier: int
+    shift: int
+    offset: int
+
+    def apply(self, sums: np.ndarray) -> np.ndarray:
+        """The hardware's integer result for window sums (codes at target_frac bits)."""
+        s = np.asarray(sums, dtype=object)
+        out = (s * self.multiplier + self.offset) // (1 << self.shift)
+        return out.astype(np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _trailing_zeros(n: int) -> int:
+    return 64 if n == 0 else (n & -n).bit_length() - 1
+
+
+def design_pool_divider(count: int, in_frac: int, out_frac: int, s_min: int, s_max: int,
+                        where: str = "pooling") -> PoolDivider:
+    """Find the smallest shift K (and multiplier M, offset b) whose truncated product reproduces
+    QKeras' rounding of the window mean for every reachable sum; verified exhaustively."""
+    if count < 1 or s_min > s_max:
+        raise PipelineError(f"layer {where}: empty pooling window or sum range")
+    if s_max - s_min > 50_000_000:
+        raise refusal(where, f"pooling sum range [{s_min}, {s_max}] too wide to verify exhaustively")
+    s = np.arange(s_min, s_max + 1, dtype=np.int64)
+    num = s << max(out_frac - in_frac, 0)
+    den = count << max(in_frac - out_frac, 0)
+    ties = bool(np.any((2 * num + den) % (2 * den) == 0))
+    if not ties:
+        target_frac = out_frac
+        target = pool_round_reference(s, count, in_frac, out_frac)
+    else:
+        # A non-tie mean is at least 1/(2 N 2^max(g-f,0)) output LSBs away from a tie; keeping
+        # h extra bits with 2^-h below that distance keeps every decision, ties exact included.
+        extra = math.ceil(math.log2(count)) + max(in_frac - out_frac, 0) + 1
+        target_frac = out_frac + extra
+        target = np.floor_divide(s << (target_frac - in_frac), count)
+    slope = Fraction(2) ** (target_frac - in_frac) / count  # target units per unit of s
+    s_obj = s.astype(object)
+    target_obj = target.astype(object)
+    for shift in range(MAX_SHIFT_SEARCH + 1):
+        exact = slope * 2**shift
+        for multiplier in sorted({math.floor(exact), math.ceil(exact)}):
+            if multiplier == 0 and s_min != s_max:
+                continue
+            prod = s_obj * multiplier
+            lo = max(target_obj * (1 << shift) - prod)
+            hi = min((target_obj + 1) * (1 << shift) - prod) - 1
+            if lo > hi:
+                continue
+            offset = _cheapest_in(int(lo), int(hi))
+            divider = PoolDivider(count, in_frac, out_frac, s_min, s_max, ties, target_frac,
+                                  int(multiplier), shift, offset)
+            if not np.array_equal(divider.apply(s), target):  # the exhaustive proof
+                continue
+            return divider
+    raise refusal(where, f"no multiply-and-truncate division by {count} found for sums in [{s_min}, {s_max}]")
+
+
+def _cheapest_in(lo: int, hi: int) -> int:
+    """The integer in [lo, hi] with the most trailing zero bits (0 if inside): the cheapest constant."""
+    if lo <= 0 <= hi:
+        return 0
+    best = lo
+    for bit in range(max(abs(lo), abs(hi)).bit_length() + 1, -1, -1):
+        step = 1 << bit
+        candidate = -(-lo // step) * step
+        if candidate <= hi:
+            best = candidate
+            break
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# The replay graph: one node per hardware step, each with a numpy and a da4ml interpretation
+
+
+@dataclass
+class IntTensor:
+    """A batch of fixed-point values as integer codes: value = codes * 2**-frac."""
+
+    codes: np.ndarray
+    frac: int
+
+    def values(self) -> np.ndarray:
+        return self.codes.astype(np.float64) * 2.0**-self.frac
+
+    def aligned(self, frac: int) -> np.ndarray:
+        return self.codes << (frac - self.frac) if frac >= self.frac else self.codes >> (self.frac - frac)
+
+
+@dataclass
+class TraceContext:
+    """Settings and caches for one da4ml trace."""
+
+    hwconf: Any
+    hard_dc: int = HARD_DC
+    dividers: dict[tuple[int, int, int, int, int], PoolDivider] = field(default_factory=dict)
+    divider_override: Callable[[PoolDivider], PoolDivider] | None = None
+
+
+@dataclass
+class Node:
+    """One step of the replay. `name` is the Keras layer whose output it produces (sub-steps of a
+    layer are named 'layer:part'); `keras_layer` is that layer when its output is comparable."""
+
+    name: str
+    inputs: tuple[str, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.removesuffix("Node").lower()
+
+    @property
+    def keras_layer(self) -> str | None:
+        return None if ":" in self.name else self.name
+
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        raise NotImplementedError
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "inputs": list(self.inputs), "shape": list(self.out_shape)}
+
+
+@dataclass
+class InputNode(Node):
+    quant: QuantSpec = None  # type: ignore[assignment]
+
+    def input_format(self) -> FixedFormat:
+        fmt = self.quant.output_format()
+        if fmt is None:
+            raise PipelineError(f"layer {self.name}: the input quantizer must bound the input on a grid")
+        return fmt
+
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        raise PipelineError("the input node takes float events, use replay_numpy")
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        from da4ml.trace import FixedVariableArray
+
+        lsb = 2.0 ** -self.quant.frac
+        shape = self.out_shape
+        return FixedVariableArray.from_lhs(
+            np.full(shape, self.quant.low * lsb), np.full(shape, self.quant.high * lsb),
+            np.full(shape, lsb), ctx.hwconf)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "quantizer": self.quant.description, "format": str(self.input_format())}
+
+
+@dataclass
+class MatmulNode(Node):
+    """Dense, convolution (1-D/2-D, depthwise, pointwise): gather each output position's inputs
+    (`index` into the flattened input, None for dense), multiply by a constant integer matrix,
+    add the bias. All exact."""
+
+    index: np.ndarray | None = None  # (positions, K) or None
+    matrix: np.ndarray = None  # type: ignore[assignment]  # (K, out_channels) integer codes
+    matrix_frac: int = 0
+    bias: np.ndarray | None = None  # (out_channels,) integer codes
+    bias_frac: int = 0
+
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        (x,) = xs
+        n = x.codes.shape[0]
+        flat = x.codes.reshape(n, -1)
+        rows = flat if self.index is None else flat[:, self.index]
+        acc = rows @ self.matrix  # (n, [positions,] out)
+        frac = x.frac + self.matrix_frac
+        if self.bias is not None:
+            if self.bias_frac <= frac:
+                acc = acc + (self.bias << (frac - self.bias_frac))
+            else:
+                acc = (acc << (self.bias_frac - frac)) + self.bias
+                frac = self.bias_frac
+        return IntTensor(acc.reshape(n, *self.out_shape), frac)
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        from da4ml.trace import FixedVariableArray
+
+        (x,) = xs
+        flat = x._vars.ravel()
+        rows = flat[None, :] if self.index is None else flat[self.index]
+        weights = self.matrix.astype(np.float64) * 2.0**-self.matrix_frac
+        out = _constant_matmul(rows, weights, ctx)
+        if self.bias is not None:
+            bias = self.bias.astype(np.float64) * 2.0**-self.bias_frac
+            out = np.array([[v + float(b) for v, b in zip(row, bias)] for row in out], dtype=object)
+        return FixedVariableArray(out.reshape(self.out_shape))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "matrix": list(self.matrix.shape), "weight_frac": self.matrix_frac,
+                "positions": 1 if self.index is None else int(self.index.shape[0]),
+                "bias_frac": self.bias_frac if self.bias is not None else None}
+
+
+def _constant_matmul(rows: np.ndarray, weights: np.ndarray, ctx: TraceContext) -> np.ndarray:
+    """rows (P, K) of variables times a constant (K, O) matrix: da4ml's constant-matrix optimiser
+    runs once per distinct row signature (value ranges and arrival times) and is reused."""
+    from da4ml.cmvm.api import solve
+    from da4ml.cmvm.types import QInterval
+    from numba.typed import List as NumbaList
+
+    kernel = np.ascontiguousarray(weights.astype(np.float32))
+    if not np.array_equal(kernel.astype(np.float64), weights):
+        raise PipelineError("a weight is not exactly representable for the constant-matrix optimiser")
+    solutions: dict[tuple, Any] = {}
+    out = np.empty((rows.shape[0], weights.shape[1]), dtype=object)
+    for p, row in enumerate(rows):
+        key = tuple((v.low, v.high, v.step, v.latency) for v in row)
+        sol = solutions.get(key)
+        if sol is None:
+            qints = NumbaList([QInterval(float(v.low), float(v.high), float(v.step)) for v in row])
+            lats = NumbaList([float(v.latency) for v in row])
+            sol = solve(kernel, method0="wmc", method1="auto", hard_dc=ctx.hard_dc, decompose_dc=-2,
+                        qintervals=qints, latencies=lats, adder_size=ctx.hwconf.adder_size,
+                        carry_size=ctx.hwconf.carry_size, search_all_decompose_dc=True)
+            solutions[key] = sol
+        out[p] = sol(row)
+    return out
+
+
+@dataclass
+class QuantNode(Node):
+    quant: QuantSpec = None  # type: ignore[assignment]
+
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        (x,) = xs
+        if self.quant.frac is None:
+            return IntTensor(_clip(x.codes, self.quant.low, self.quant.high), x.frac)
+        codes = round_half_even_shift(x.codes, x.frac - self.quant.frac)
+        return IntTensor(_clip(codes, self.quant.low, self.quant.high), self.quant.frac)
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        from da4ml.trace import FixedVariableArray
+
+        (x,) = xs
+        out = np.array([trace_quantize(v, self.quant) for v in x._vars.ravel()], dtype=object)
+        return FixedVariableArray(out.reshape(self.out_shape))
+
+    def describe(self) -> dict[str, Any]:
+        fmt = self.quant.output_format()
+        return {**super().describe(), "quantizer": self.quant.description,
+                "format": str(fmt) if fmt else None, "rounding": "half to even"}
+
+
+@dataclass
+class PoolNode(Node):
+    """Average pooling (valid padding) fused with the quantizer that follows it, whose rounding
+    decides the division; without a quantizer only power-of-two windows (exact) are allowed."""
+
+    index: np.ndarray = None  # type: ignore[assignment]  # (out positions * channels, count)
+    count: int = 1
+    quant: QuantSpec | None = None
+    pool_layer: str = ""
+
+    @property
+    def keras_layer(self) -> str | None:
+        return self.name
+
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        (x,) = xs
+        n = x.codes.shape[0]
+        sums = x.codes.reshape(n, -1)[:, self.index].sum(axis=-1)
+        if self.quant is None:
+            shift = self.count.bit_length() - 1
+            return IntTensor(sums.reshape(n, *self.out_shape), x.frac + shift)
+        if self.quant.frac is None:
+            raise refusal(self.name, "average pooling followed by a quantizer without a grid")
+        codes = pool_round_reference(sums, self.count, x.frac, self.quant.frac)
+        codes = _clip(codes, self.quant.low, self.quant.high)
+        return IntTensor(codes.reshape(n, *self.out_shape), self.quant.frac)
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        from da4ml.trace import FixedVariableArray
+
+        (x,) = xs
+        flat = x._vars.ravel()
+        out = []
+        for window in self.index:
+            total = _adder_tree([flat[i] for i in window])
+            if self.quant is None:
+                out.append(total * 2.0 ** -(self.count.bit_length() - 1))
+                continue
+            out.append(self._divide(ctx, total))
+        return FixedVariableArray(np.array(out, dtype=object).reshape(self.out_shape))
+
+    def _divide(self, ctx: TraceContext, total: Any) -> Any:
+        quant = self.quant
+        assert quant is not None and quant.frac is not None
+        step = Fraction(str(total.step))
+        g = -int(math.log2(step))
+        if Fraction(2) ** -g != step:
+            raise refusal(self.name, f"pooling sum step {step} is not a power of two")
+        s_min, s_max = int(Fraction(str(total.low)) / step), int(Fraction(str(total.high)) / step)
+        key = (self.count, g, quant.frac, s_min, s_max)
+        divider = ctx.dividers.get(key)
+        if divider is None:
+            divider = design_pool_divider(self.count, g, quant.frac, s_min, s_max, self.name)
+            if ctx.divider_override is not None:
+                divider = ctx.divider_override(divider)
+            ctx.dividers[key] = divider
+        t = divider.target_frac
+        scaled = (total * divider.multiplier) * 2.0 ** (g - divider.shift - t)
+        if divider.offset:
+            scaled = scaled + divider.offset * 2.0 ** (-divider.shift - t)
+        k, i, _ = scaled.kif
+        value = scaled.quantize(k, i, t)  # floor: drop the K extra bits
+        if divider.ties:
+            value = trace_round_half_even(value, quant.frac)
+        return _trace_clip(value, quant)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "pool_layer": self.pool_layer, "count": self.count,
+                "quantizer": self.quant.description if self.quant else None}
+
+
+@dataclass
+class ReshapeNode(Node):
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        (x,) = xs
+        return IntTensor(x.codes.reshape(x.codes.shape[0], *self.out_shape), x.frac)
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        (x,) = xs
+        return x.reshape(self.out_shape)
+
+
+@dataclass
+class ConcatNode(Node):
+    axis: int = -1  # per event (no batch axis)
+
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        frac = max(x.frac for x in xs)
+        axis = self.axis if self.axis < 0 else self.axis + 1
+        return IntTensor(np.concatenate([x.aligned(frac) for x in xs], axis=axis), frac)
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        from da4ml.trace import FixedVariableArray
+
+        return FixedVariableArray(np.concatenate([x._vars for x in xs], axis=self.axis))
+
+
+def _adder_tree(values: list[Any]) -> Any:
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def trace_round_half_even(v: Any, frac: int) -> Any:
+    """da4ml variable rounded half to even to `frac` fraction bits, from truncations and adds.
+
+    With x = v 2^F, s = F - frac and w = x + 2^(s-1) - 1: RHE(x / 2^s) = floor((w + b) / 2^s) where
+    b is bit s of w. Adding b carries into bit s only when the low s bits of w are all ones, i.e.
+    exactly on a tie, and then it moves an odd quotient up to the even neighbour; elsewhere floor(w
+    / 2^s) is already the nearest value. The constant is added first so that da4ml folds it into a
+    preceding constant addition (a bias)."""
+    _, _, f_in = v.kif
+    if f_in <= frac:
+        return v
+    shift = f_in - frac
+    w = v + (2.0 ** -(frac + 1) - 2.0**-f_in)
+    parity = w.quantize(0, 1 - frac, frac)  # bit s of w: 0 or 2^-frac
+    biased = w + parity * 2.0**-shift
+    k, i, _ = biased.kif
+    return biased.quantize(k, i, frac)
+
+
+def _trace_clip(v: Any, quant: QuantSpec) -> Any:
+    scale = 2.0 ** -(quant.frac or 0)
+    if quant.low is not None:
+        v = v.max_of(quant.low * scale)
+    if quant.high is not None:
+        v = v.min_of(quant.high * scale)
+    return v
+
+
+def trace_quantize(v: Any, quant: QuantSpec) -> Any:
+    """A QKeras quantizer on one da4ml variable: round half to even, then clip."""
+    if quant.frac is not None:
+        v = trace_round_half_even(v, quant.frac)
+    return _trace_clip(v, quant)
+
+
+# ---------------------------------------------------------------------------------------------
+# From the Keras model to the replay graph: one small handler per layer type
+
+
+@dataclass
+class ReplayGraph:
+    """The model as replay nodes in evaluation order, from the input node to `output`."""
+
+    model_name: str
+    nodes: list[Node]
+    output: str
+
+    @property
+    def input(self) -> InputNode:
+        node = self.nodes[0]
+        assert isinstance(node, InputNode)
+        return node
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [node.describe() for node in self.nodes]
+
+
+_HANDLERS: dict[str, Callable[..., list[Node]]] = {}
+
+
+def _handles(*class_names: str) -> Callable:
+    def register(fn: Callable[..., list[Node]]) -> Callable[..., list[Node]]:
+        for name in class_names:
+            _HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+def _shape(layer, attr: str = "output_shape") -> tuple[int, ...]:
+    shape = getattr(layer, attr)
+    if isinstance(shape, list):
+        raise refusal(layer.name, "multiple inputs or outputs per layer are not supported here")
+    return tuple(int(d) for d in shape[1:])
+
+
+def _patch_index(in_shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...],
+                 per_channel: bool) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Flat input indices of each valid-padding window: (positions, prod(window) * channels) in
+    (window..., channel) order, or with `per_channel` (positions * channels, prod(window))."""
+    *spatial, channels = in_shape
+    out_spatial = tuple((n - w) // s + 1 for n, w, s in zip(spatial, window, strides))
+    if any(o < 1 for o in out_spatial):
+        raise PipelineError(f"window {window} larger than the input {tuple(spatial)}")
+    flat = np.arange(int(np.prod(in_shape))).reshape(in_shape)
+    rows = []
+    for pos in np.ndindex(*out_spatial):
+        sl = tuple(slice(p * s, p * s + w) for p, s, w in zip(pos, strides, window))
+        block = flat[sl]  # (*window, channels)
+        if per_channel:
+            rows.extend(block.reshape(-1, channels).T)
+        else:
+            rows.append(block.ravel())
+    return np.asarray(rows, dtype=np.int64), out_spatial
+
+
+def _weight_codes(layer, weight: np.ndarray, quantizer: Any, what: str) -> tuple[np.ndarray, int]:
+    """Integer codes and fraction bits of a quantized weight tensor (QKeras' quantizer, exactly)."""
+    if quantizer is None:
+        raise refusal(layer.name, f"{what} has no quantizer (float weights)")
+    spec = quantizer_spec(quantizer, f"{layer.name} ({what})")
+    if spec is None or spec.frac is None:
+        raise refusal(layer.name, f"{what} quantizer {quantizer} has no fixed-point grid")
+    codes = quantize_float(weight, spec)
+    if not np.array_equal(codes * 2.0**-spec.frac, weight.astype(np.float64)):
+        log.debug("layer %s: %s not stored on its grid; using the quantized values", layer.name, what)
+    return codes, spec.frac
+
+
+def _check_conv(layer, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if getattr(layer, "padding", "valid") != "valid":
+        raise refusal(layer.name, f"padding {layer.padding!r} (only 'valid' is supported)")
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise refusal(layer.name, "data_format channels_first")
+    dilation = tuple(getattr(layer, "dilation_rate", (1,) * rank))
+    if any(d != 1 for d in dilation):
+        raise refusal(layer.name, f"dilation {dilation}")
+    if getattr(layer, "groups", 1) != 1:
+        raise refusal(layer.name, "grouped convolution")
+    return tuple(layer.kernel_size), tuple(layer.strides)
+
+
+def _activation_nodes(layer, name: str, shape: tuple[int, ...]) -> tuple[str, list[Node]]:
+    """A layer's own activation as a node (or nothing when linear); returns the matmul's name."""
+    spec = quantizer_spec(getattr(layer, "activation", None), layer.name)
+    if spec is None:
+        return name, []
+    return f"{name}:linear", [QuantNode(name, (f"{name}:linear",), shape, quant=spec)]
+
+
+@_handles("QDense")
+def _dense(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
+    if len(in_shape) != 1:
+        raise refusal(layer.name, f"dense layer on a {len(in_shape)}-D input (flatten it first)")
+    out_shape = _shape(layer)
+    kernel, kf = _weight_codes(layer, layer.kernel.numpy(), layer.kernel_quantizer_internal, "kernel")
+    bias, bf = (None, 0)
+    if layer.use_bias:
+        bias, bf = _weight_codes(layer, layer.bias.numpy(), layer.bias_quantizer_internal, "bias")
+    name, act = _activation_nodes(layer, layer.name, out_shape)
+    return [MatmulNode(name, (inp,), out_shape, index=None, matrix=kernel, matrix_frac=kf,
+                       bias=bias, bias_frac=bf), *act]
+
+
+@_handles("QConv1D", "QConv2D")
+def _conv(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
+    rank = len(in_shape) - 1
+    window, strides = _check_conv(layer, rank)
+    kernel, kf = _weight_codes(layer, layer.kernel.numpy(), layer.kernel_quantizer_internal, "kernel")
+    bias, bf = (None, 0)
+    if layer.use_bias:
+        bias, bf = _weight_codes(layer, layer.bias.numpy(), layer.bias_quantizer_internal, "bias")
+    index, _ = _patch_index(in_shape, window, strides, per_channel=False)
+    out_shape = _shape(layer)
+    name, act = _activation_nodes(layer, layer.name, out_shape)
+    return [MatmulNode(name, (inp,), out_shape, index=index, matrix=kernel.reshape(-1, kernel.shape[-1]),
+                       matrix_frac=kf, bias=bias, bias_frac=bf), *act]
+
+
+@_handles("QSeparableConv1D", "QSeparableConv2D", "QDepthwiseConv2D")
+def _separable(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
+    rank = len(in_shape) - 1
+    window, strides = _check_conv(layer, rank)
+    channels = in_shape[-1]
+    separable = type(layer).__name__.startswith("QSeparable")
+    quantizers = layer.get_quantizers()
+    dw, dwf = _weight_codes(layer, layer.depthwise_kernel.numpy(), quantizers[0], "depthwise kernel")
+    mult = dw.shape[-1]
+    # (window..., channels, mult) -> block-diagonal (window*channels, channels*mult): TF orders the
+    # depthwise output channels as c * mult + m.
+    k = int(np.prod(window))
+    dw_flat = dw.reshape(k, channels, mult)
+    block = np.zeros((k * channels, channels * mult), dtype=np.int64)
+    for c in range(channels):
+        block[c::channels, c * mult:(c + 1) * mult] = dw_flat[:, c, :]
+    index, out_spatial = _patch_index(in_shape, window, strides, per_channel=False)
+    dw_shape = (*out_spatial, channels * mult)
+    bias, bf = (None, 0)
+    if layer.use_bias:
+        bias_q = quantizers[2] if separable else quantizers[1]
+        bias, bf = _weight_codes(layer, layer.bias.numpy(), bias_q, "bias")
+    out_shape = _shape(layer)
+    name, act = _activation_nodes(layer, layer.name, out_shape)
+    if not separable:
+        return [MatmulNode(name, (inp,), out_shape, index=index, matrix=block, matrix_frac=dwf,
+                           bias=bias, bias_frac=bf), *act]
+    pw, pwf = _weight_codes(layer, layer.pointwise_kernel.numpy(), quantizers[1], "pointwise kernel")
+    depthwise = f"{layer.name}:depthwise"
+    positions = int(np.prod(out_spatial))
+    pw_index = np.arange(positions * channels * mult).reshape(positions, channels * mult)
+    return [
+        MatmulNode(depthwise, (inp,), dw_shape, index=index, matrix=block, matrix_frac=dwf),
+        MatmulNode(name, (depthwise,), out_shape, index=pw_index, matrix=pw.reshape(-1, pw.shape[-1]),
+                   matrix_frac=pwf, bias=bias, bias_frac=bf),
+        *act,
+    ]
+
+
+@_handles("QActivation", "Activation")
+def _activation(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
+    quantizer = getattr(layer, "quantizer", None) or getattr(layer, "activation", None)
+    spec = quantizer_spec(quantizer, layer.name)
+    if spec is None:
+        return [ReshapeNode(layer.name, (inp,), in_shape)]
+    return [QuantNode(layer.name, (inp,), in_shape, quant=spec)]
+
+
+@_handles("AveragePooling1D", "AveragePooling2D")
+def _average_pool(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
+    rank = len(in_shape) - 1
+    if layer.padding != "valid":
+        raise refusal(layer.name, f"padding {layer.padding!r} (only 'valid')")
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise refusal(layer.name, "data_format channels_first")
+    window = tuple(layer.pool_size) if rank > 1 else (int(np.ravel(layer.pool_size)[0]),)
+    strides = tuple(layer.strides) if rank > 1 else (int(np.ravel(layer.strides)[0]),)
+    index, _ = _patch_index(in_shape, window, strides, per_channel=True)
+    # The quantizer that follows (if any) is attached by `extract_graph`.
+    return [PoolNode(layer.name, (inp,), _shape(layer), index=index, count=int(np.prod(window)),
+                     pool_layer=layer.name)]
+
+
+@_handles("Flatten", "Reshape")
+def _reshape(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
+    return [ReshapeNode(layer.name, (inp,), _shape(layer))]
+
+
+@_handles("Dropout")
+def _identity(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
+    return [ReshapeNode(layer.name, (inp,), in_shape)]
+
+
+def _concatenate(layer, inputs: tuple[str, ...], rank: int) -> list[Node]:
+    axis = int(layer.axis)
+    axis = axis - 1 if axis > 0 else axis  # per-event axis
+    if axis < -rank or axis >= rank:
+        raise refusal(layer.name, f"concatenation axis {layer.axis}")
+    return [ConcatNode(layer.name, inputs, _shape(layer), axis=axis)]
+
+
+def extract_graph(model) -> ReplayGraph:
+    """The replay graph of a QKeras model; an unsupported layer or quantizer raises PipelineError
+    naming the layer and the reason."""
+    config = model.get_config()
+    layers = {layer.name: layer for layer in model.layers}
+    if len(config.get("input_layers", [])) != 1 or len(config.get("output_layers", [])) != 1:
+        raise PipelineError(f"model {model.name}: the RTL flow needs exactly one input and one output")
+    inbound: dict[str, list[str]] = {}
+    for entry in config["layers"]:
+        nodes = entry.get("inbound_nodes", [])
+        if len(nodes) > 1:
+            raise refusal(entry["name"], "a layer called more than once (shared layer)")
+        inbound[entry["name"]] = [item[0] for item in nodes[0]] if nodes else []
+    consumers: dict[str, list[str]] = {name: [] for name in inbound}
+    for name, sources in inbound.items():
+        for src in sources:
+            consumers[src].append(name)
+    input_name = config["input_layers"][0][0]
+    output_name = config["output_layers"][0][0]
+
+    first = consumers[input_name]
+    if len(first) != 1 or type(layers[first[0]]).__name__ != "QActivation":
+        raise PipelineError(
+            f"model {model.name}: its input {input_name!r} must feed exactly one QActivation "
+            "(the input quantizer that defines the hardware input)")
+    quant_layer = layers[first[0]]
+    spec = quantizer_spec(quant_layer.quantizer, quant_layer.name)
+    if spec is None or spec.output_format() is None:
+        raise refusal(quant_layer.name, "the input quantizer must put the input on a bounded grid")
+    in_shape = tuple(int(d) for d in model.input_shape[1:])
+    nodes: list[Node] = [InputNode(quant_layer.name, (), in_shape, quant=spec)]
+    # map Keras layer name -> replay node name producing its output
+    produced: dict[str, str] = {input_name: quant_layer.name, quant_layer.name: quant_layer.name}
+    shapes: dict[str, tuple[int, ...]] = {quant_layer.name: in_shape}
+    fused: set[str] = set()
+
+    for entry in config["layers"]:
+        name = entry["name"]
+        if name in produced or name in fused:
+            continue
+        layer = layers[name]
+        sources = [produced[s] for s in inbound[name]]
+        cls = type(layer).__name__
+        if cls == "Concatenate":
+            new = _concatenate(layer, tuple(sources), len(shapes[sources[0]]))
+        else:
+            handler = _HANDLERS.get(cls)
+            if handler is None:
+                supported = ", ".join(sorted(_HANDLERS) + ["Concatenate"])
+                raise refusal(name, f"layer type {cls} is not supported (supported: {supported})")
+            if len(sources) != 1:
+                raise refusal(name, f"{cls} with {len(sources)} inputs")
+            new = handler(layer, sources[0], shapes[sources[0]])
+        for node in new:
+            if isinstance(node, PoolNode):
+                _fuse_pool_quantizer(node, layer, layers, consumers, fused)
+        nodes.extend(new)
+        produced[name] = new[-1].name
+        for node in new:
+            shapes[node.name] = node.out_shape
+        for f in fused:
+            produced.setdefault(f, new[-1].name)
+    if output_name not in produced:
+        raise PipelineError(f"model {model.name}: output layer {output_name} not reached")
+    return ReplayGraph(model.name, nodes, produced[output_name])
+
+
+def _fuse_pool_quantizer(node: PoolNode, layer, layers: dict, consumers: dict[str, list[str]],
+                         fused: set[str]) -> None:
+    following = consumers[layer.name]
+    nxt = layers[following[0]] if len(following) == 1 else None
+    if nxt is not None and type(nxt).__name__ in ("QActivation", "Activation"):
+        spec = quantizer_spec(getattr(nxt, "quantizer", None) or getattr(nxt, "activation", None), nxt.name)
+        if spec is not None and spec.frac is not None:
+            node.quant = spec
+            node.name = nxt.name
+            fused.add(nxt.name)
+            return
+    if node.count & (node.count - 1):
+        raise refusal(layer.name, f"average pooling over {node.count} values (not a power of two) must be "
+                                  "followed by a quantizer (QActivation) alone, which decides the rounding")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the replay
+
+
+def input_codes(graph: ReplayGraph, events: np.ndarray) -> np.ndarray:
+    """Float events (n, *input_shape) -> the input quantizer's integer codes, shape (n, size)."""
+    events = np.asarray(events)
+    if events.shape[1:] != graph.input.out_shape:
+        raise PipelineError(f"events have shape {events.shape[1:]}, the model takes {graph.input.out_shape}")
+    return quantize_float(events, graph.input.quant).reshape(events.shape[0], -1)
+
+
+def replay_numpy(graph: ReplayGraph, events: np.ndarray, batch: int = 2048,
+                 keep: Sequence[str] | None = None) -> dict[str, IntTensor]:
+    """The integer replay of `graph` on float events; returns the output node's tensor (key
+    graph.output) and those named in `keep` (all nodes when keep is None)."""
+    events = np.asarray(events)
+    codes = input_codes(graph, events).reshape(events.shape[0], *graph.input.out_shape)
+    parts: list[dict[str, IntTensor]] = []
+    for start in range(0, max(len(codes), 1), batch):
+        values: dict[str, IntTensor] = {graph.input.name: IntTensor(codes[start:start + batch], graph.input.quant.frac)}
+        for node in graph.nodes[1:]:
+            values[node.name] = node.numpy(*(values[i] for i in node.inputs))
+        wanted = values.keys() if keep is None else set(keep) | {graph.output}
+        parts.append({k: v for k, v in values.items() if k in wanted})
+    out: dict[str, IntTensor] = {}
+    for key in parts[0]:
+        fracs = {p[key].frac for p in parts}
+        frac = max(fracs)
+        out[key] = IntTensor(np.concatenate([p[key].aligned(frac) for p in parts]), frac)
+    return out
+
+
+def trace_graph(graph: ReplayGraph, latency_cutoff: float = -1, hard_dc: int = HARD_DC,
+                divider_override: Callable[[PoolDivider], PoolDivider] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The graph on da4ml variables: (input array, {node name: output array})."""
+    from da4ml.trace import HWConfig
+
+    ctx = TraceContext(HWConfig(1, -1, latency_cutoff), hard_dc=hard_dc, divider_override=divider_override)
+    values: dict[str, Any] = {}
+    for node in graph.nodes:
+        start = time.perf_counter()
+        values[node.name] = node.trace(ctx, *(values[i] for i in node.inputs))
+        log.debug("traced %s (%s) in %.2f s", node.name, node.kind, time.perf_counter() - start)
+    return values[graph.input.name], values
+
+
+def comb_logic(inp: Any, out: Any) -> Any:
+    """da4ml's combinational logic from traced input and output arrays."""
+    from da4ml.trace import comb_trace
+
+    return comb_trace(inp, out, keep_dead_inputs=True)
+
+
+def _codes_of(values: np.ndarray, frac: int) -> np.ndarray:
+    scaled = np.asarray(values, dtype=np.float64) * 2.0**frac
+    codes = np.rint(scaled)
+    if not np.array_equal(codes, scaled):
+        raise PipelineError("a traced value is off its fixed-point grid")
+    return codes.astype(np.int64)
+
+
+def run_trace(comb: Any, graph: ReplayGraph, events: np.ndarray, frac: int) -> np.ndarray:
+    """Evaluate traced logic on float events with da4ml's C++ interpreter; integer codes at `frac`."""
+    x = input_codes(graph, events).astype(np.float64) * 2.0 ** -graph.input.quant.frac
+    return _codes_of(comb.predict(x, n_threads=1), frac)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating the first difference
+
+
+def locate_first_difference(graph: ReplayGraph, model, events: np.ndarray,
+                            traced: dict[str, Any] | None = None, inp: Any = None) -> dict[str, Any]:
+    """Walk the layers on `events` and name the first one where QKeras, the integer replay, and
+    (when `traced` is given) da4ml's traced logic disagree."""
+    import tensorflow as tf
+
+    events = np.asarray(events, dtype=np.float32)
+    replay = replay_numpy(graph, events)
+    names = [n.name for n in graph.nodes if n.keras_layer is not None]
+    probes = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    keras_out = probes.predict(events, verbose=0, batch_size=1024)
+    keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
+    by_name = dict(zip(names, keras_out))
+    for node in graph.nodes:
+        mine = replay[node.name]
+        if node.name in by_name:
+            ref = np.asarray(by_name[node.name], dtype=np.float64).reshape(mine.codes.shape)
+            diff = np.argwhere(mine.values() != ref)
+            if len(diff):
+                event, *where = diff[0]
+                return {"layer": node.name, "stage": "integer replay vs QKeras", "event": int(event),
+                        "index": [int(i) for i in where], "qkeras": float(ref[tuple(diff[0])]),
+                        "replay": float(mine.values()[tuple(diff[0])])}
+        if traced is not None and inp is not None and node.name in traced:
+            logic = comb_logic(inp, traced[node.name])
+            got = run_trace(logic, graph, events, mine.frac).reshape(mine.codes.shape)
+            diff = np.argwhere(got != mine.codes)
+            if len(diff):
+                event, *where = diff[0]
+                return {"layer": node.name, "stage": "da4ml trace vs integer replay", "event": int(event),
+                        "index": [int(i) for i in where], "replay": float(mine.values()[tuple(diff[0])]),
+                        "trace": float(got[tuple(diff[0])] * 2.0**-mine.frac)}
+    return {"layer": None, "stage": "every layer agrees" + (" (QKeras, replay and trace)" if traced else
+                                                             " (QKeras and replay)")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Verilog project
+
+
+def load_quantized_model(model_dir_or_model: Any) -> Any:
+    """A QKeras model, or the one saved in a trained model directory (its model.h5)."""
+    if isinstance(model_dir_or_model, (str, Path)):
+        from train.models import load_model
+
+        path = Path(model_dir_or_model)
+        h5 = path / "model.h5" if path.is_dir() else path
+        if not h5.is_file():
+            raise PipelineError(f"{h5}: no trained model (expected model.h5 in the model directory)")
+        return load_model(h5)
+    return model_dir_or_model
+
+
+def default_latency_cutoff(clock_period_ns: float) -> float:
+    """Adder levels per pipeline stage that fit the clock period (an estimate, see ADDER_LEVEL_NS)."""
+    return float(max(1, math.floor(clock_period_ns / ADDER_LEVEL_NS)))
+
+
+def _verilog_name(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return clean if clean and clean[0].isalpha() else f"m_{clean}"
+
+
+def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5.0,
+              latency_cutoff: float | None = None, *, hard_dc: int = HARD_DC) -> RtlProject:
+    """Replay the model on da4ml variables and write its Verilog project to `out_dir` (atomically).
+
+    `latency_cutoff` is the number of adder levels per pipeline stage (None: from the clock
+    period; 0 or less: one combinational block without registers). Same model, same options ->
+    byte-identical files."""
+    from da4ml.codegen.rtl.verilog import comb_logic_gen, generate_io_wrapper
+    from da4ml.codegen.rtl.verilog.pipeline import pipeline_logic_gen
+    from da4ml.trace.pipeline import to_pipeline
+    import da4ml.codegen.rtl as rtl_pkg
+
+    if clock_period_ns <= 0:
+        raise PipelineError(f"clock period must be positive, got {clock_period_ns} ns")
+    cutoff = default_latency_cutoff(clock_period_ns) if latency_cutoff is None else float(latency_cutoff)
+    if 0 < cutoff < 1:
+        raise PipelineError(f"latency cutoff {cutoff}: at least one adder level per stage (or 0 for combinational)")
+    model = load_quantized_model(model_dir_or_model)
+    graph = extract_graph(model)
+    start = time.perf_counter()
+    inp, traced = trace_graph(graph, latency_cutoff=cutoff if cutoff > 0 else -1, hard_dc=hard_dc)
+    out = traced[graph.output]
+    comb = comb_logic(inp, out)
+    log.info("traced %s in %.1f s: %d operations, estimated %d LUTs", graph.model_name,
+             time.perf_counter() - start, len(comb.ops), round(comb.cost))
+
+    name = _verilog_name(graph.model_name)
+    files: dict[str, str] = {}
+    if cutoff > 0:
+        # The trace already starts every operation that would straddle a stage boundary at the
+        # boundary (the cutoff is in its HWConfig), so da4ml's retiming search gains nothing.
+        pipe = to_pipeline(comb, cutoff, retiming=False, verbose=False)
+        files.update({f"{k}.v": v for k, v in pipeline_logic_gen(pipe, name, print_latency=True).items()})
+        files[f"{name}_wrapper.v"] = generate_io_wrapper(pipe, name, True)
+        stages = len(pipe.solutions)
+        latency_cycles = stages + 1  # input register, one register per stage boundary, output register
+        in_qint, out_qint = pipe.inp_qint, pipe.out_qint
+    else:
+        files[f"{name}.v"] = comb_logic_gen(comb, name, print_latency=True, timescale="`timescale 1 ns / 1 ps")
+        files[f"{name}_wrapper.v"] = generate_io_wrapper(comb, name, False)
+        stages, latency_cycles = 0, 0
+        in_qint, out_qint = comb.inp_qint, comb.out_qint
+    if any(op.opcode == 8 for op in comb.ops):
+        raise PipelineError("the traced design uses lookup tables, which this flow does not emit")
+
+    inputs = _port_formats(in_qint)
+    outputs = _port_formats(out_qint)
+    expected_in = graph.input.input_format()
+    if inputs[0] != expected_in:
+        log.debug("input port words %s (quantizer format %s)", inputs[0], expected_in)
+
+    static_dir = Path(rtl_pkg.__file__).parent / "verilog" / "source"
+    # only the library modules the design instantiates (lookup_table.v reads a memory file)
+    used_text = "\n".join(files.values())
+    statics = sorted(p.name for p in static_dir.glob("*.v") if re.search(rf"\b{p.stem}\s+#", used_text))
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "src" / "static").mkdir(parents=True)
+        for static in statics:
+            shutil.copyfile(static_dir / static, tmp / "src" / "static" / static)
+        for fname in sorted(files):
+            (tmp / "src" / fname).write_text(files[fname])
+        order = ([Path("src/static") / s for s in statics]
+                 + [Path("src") / f for f in sorted(files) if f not in (f"{name}.v", f"{name}_wrapper.v")]
+                 + [Path("src") / f"{name}.v", Path("src") / f"{name}_wrapper.v"])
+        digest = hashlib.sha256()
+        for rel in order:
+            digest.update(str(rel).encode() + b"\0" + (tmp / rel).read_bytes())
+        project = RtlProject(
+            path=out_dir, top=f"{name}_wrapper", core=name, verilog=tuple(out_dir / rel for rel in order),
+            inputs=inputs, outputs=outputs, latency_cycles=latency_cycles, stages=stages,
+            clock_period_ns=float(clock_period_ns), latency_cutoff=cutoff,
+            input_shape=graph.input.out_shape, output_shape=graph.node(graph.output).out_shape,
+            model_name=graph.model_name, content_hash=digest.hexdigest(), estimated_luts=float(comb.cost),
+            layers=_layer_summary(graph, traced),
+        )
+        # no absolute path inside: the project can move, and equal models give equal bytes
+        write_json(tmp / PROJECT_FILE, {k: v for k, v in project.to_dict().items() if k != "path"})
+    log.info("wrote %s: top %s, %d stages (%d cycles at %.3g ns), %d inputs, %d outputs", out_dir,
+             project.top, stages, latency_cycles, clock_period_ns, len(inputs), len(outputs))
+    return project
+
+
+def _port_formats(qints: Sequence[Any]) -> tuple[FixedFormat, ...]:
+    """The uniform words of da4ml's I/O wrapper: every element aligned to the finest LSB and
+    extended to the widest integer part (sign-extended when any element is signed)."""
+    from da4ml.cmvm.types import _minimal_kif
+
+    kifs = [_minimal_kif(q) for q in qints]
+    k = max(int(x[0]) for x in kifs)
+    i = max(int(x[1]) for x in kifs)
+    f = max(int(x[2]) for x in kifs)
+    fmt = FixedFormat.from_kif(k, i, f)
+    return tuple([fmt] * len(kifs))
+
+
+def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str, Any]]:
+    summary = []
+    for node in graph.nodes:
+        item = node.describe()
+        arr = traced.get(node.name)
+        if arr is not None:
+            kif = np.asarray(arr.kif).reshape(3, -1)
+            item["max_format"] = str(FixedFormat.from_kif(int(kif[0].max()), int(kif[1].max()), int(kif[2].max())))
+        summary.append(item)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeded random weights (tests and benches without a trained model)
+
+
+def randomize_quantized_weights(model, seed: int) -> None:
+    """Give every quantized layer seeded random weights on its quantizers' grids, scaled by fan-in
+    so that activations are not all saturated."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        get = getattr(layer, "get_quantizers", None)
+        if get is None:
+            continue
+        weights = layer.get_weights()
+        new = []
+        for w, q in zip(weights, get()):
+            spec = quantizer_spec(q, layer.name) if q is not None else None
+            if spec is None or spec.frac is None:
+                new.append(w)
+                continue
+            fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 4
+            spread = max(1, round(spec.high * min(1.0, 2.0 / math.sqrt(fan_in))))
+            codes = rng.integers(max(spec.low, -spread), min(spec.high, spread) + 1, size=w.shape)
+            new.append((codes * 2.0**-spec.frac).astype(np.float32))
+        new.extend(weights[len(new):])
+        layer.set_weights(new)
+
+
+def reference_outputs(model, events: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """QKeras' outputs for `events`, evaluated exactly (no straight-through estimator)."""
+    from train.models import disable_ste
+
+    disable_ste(model)
+    return np.asarray(model.predict(np.asarray(events, dtype=np.float32), batch_size=batch_size, verbose=0))
