@@ -37,3 +37,40 @@ def make_model_directory(out: Path, architecture: str = "baseline", seed: int = 
 def random_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     return {arch: make_model_directory(root / arch, arch) for arch in ("baseline", "xysum")}
+
+
+def tiny_model(seed: int = 3):
+    """Input quantizer, a small dense layer with a tanh, and a linear output: a QKeras model that
+    every backend builds in seconds; seeded random weights on the quantizers' grids."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_tanh
+
+    from firmware.rtl import randomize_quantized_weights
+    from train.models import disable_ste
+
+    inp = tf.keras.Input(shape=(6,), name="x")
+    x = QActivation(quantized_bits(5, 3, keep_negative=True, alpha=1), name="input_quant")(inp)
+    x = QDense(4, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
+               name="hidden")(x)
+    x = QActivation(quantized_tanh(6, symmetric=True), name="hidden_act")(x)
+    x = QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
+               name="out")(x)
+    model = tf.keras.Model(inp, x, name="tiny")
+    randomize_quantized_weights(model, seed=seed)
+    disable_ste(model)
+    return model
+
+
+def tiny_model_directory(out: Path, seed: int = 3, events: int = 300) -> Path:
+    """A model directory (model.h5, model.json, reference.npz) of `tiny_model`, its reference
+    computed by QKeras."""
+    import json
+
+    model = tiny_model(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.h5")
+    (out / "model.json").write_text(json.dumps({"name": out.name, "quantized": True,
+                                                "params": int(model.count_params())}))
+    inputs = (np.random.default_rng(seed).integers(-16, 16, size=(events, 6)) * 0.5).astype(np.float32)
+    np.savez(out / "reference.npz", inputs=inputs, outputs=model.predict(inputs, verbose=0))
+    return out

