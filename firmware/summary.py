@@ -30,7 +30,7 @@ COLUMNS = (
     "csim", "csim_events", "rtlsim",
     "latency_min_cycles", "latency_max_cycles", "latency_max_ns", "ii_min", "ii_max",
     "LUT", "FF", "DSP", "BRAM_18K", "URAM", "hls_source",
-    "open_LUT", "open_FF", "open_DSP", "open_CARRY", "open_latency_cycles", "open_source",
+    "open_LUT", "open_FF", "open_DSP", "open_CARRY", "open_gates", "open_latency_cycles", "open_source",
     "x_res_um", "y_res_um", "cotA_res", "cotB_res", "note",
 )
 
@@ -131,7 +131,8 @@ def _open_figures(synth: dict[str, Any] | None, notes: list[str]) -> dict[str, A
     return {
         "rtlsim": "exact" if flow.get("rtl_exact") else "NOT EXACT",
         "open_LUT": figures.get("LUT"), "open_FF": figures.get("FF"), "open_DSP": figures.get("DSP"),
-        "open_CARRY": figures.get("CARRY"), "open_latency_cycles": flow.get("latency_cycles"),
+        "open_CARRY": figures.get("CARRY"), "open_gates": figures.get("GATES"),
+        "open_latency_cycles": flow.get("latency_cycles"),
         "open_source": flow.get("source"),
     }
 
@@ -177,8 +178,12 @@ def _markdown(rows: list[dict[str, Any]], out_dir: Path, firmware_dir: Path) -> 
         latency = (f"{_fmt(r['latency_min_cycles'])}-{_fmt(r['latency_max_cycles'])}"
                    if r["latency_min_cycles"] is not None else "-")
         ii = f"{_fmt(r['ii_min'])}-{_fmt(r['ii_max'])}" if r["ii_min"] is not None else "-"
-        open_res = (f"{_fmt(r['open_LUT'])} / {_fmt(r['open_FF'])} / {_fmt(r['open_DSP'])}"
-                    if r["open_LUT"] is not None else "-")
+        if r["open_LUT"] is not None:
+            open_res = f"{_fmt(r['open_LUT'])} / {_fmt(r['open_FF'])} / {_fmt(r['open_DSP'])}"
+        elif r["open_gates"] is not None:
+            open_res = f"{_fmt(r['open_gates'])} gates / {_fmt(r['open_FF'])} FF"
+        else:
+            open_res = "-"
         lines.append(
             f"| [{r['config']}]({project}) | {r['backend']} / {r['io_type']} / {r['strategy']} / {r['reuse_factor']} "
             f"| {_fmt(r['csim'])} | {_fmt(r['rtlsim'])} | {latency} | {_fmt(r['latency_max_ns'])} | {ii} "

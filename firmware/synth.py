@@ -57,7 +57,8 @@ class SynthResult:
 
     @property
     def failed(self) -> bool:
-        return self.vendor.status == "failed" or self.open_flow.get("status") == "failed"
+        return (self.vendor.status == "failed" or self.open_flow.get("status") == "failed"
+                or self.open_flow.get("rtl_exact") is False)
 
 
 def find_vendor_tool(backend: str) -> str | None:
@@ -131,19 +132,15 @@ def _last_error(log_path: Path) -> str:
     return errors[-1] if errors else (lines[-1].strip() if lines else "(empty log)")
 
 
-def run_open_flow(config: HardwareConfig, out_dir: Path) -> dict[str, Any]:
-    """Verilog, Verilator RTL simulation and Yosys figures of the configuration's model."""
+def run_open_flow(config: HardwareConfig, out_dir: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Verilog, Verilator RTL simulation and Yosys figures of the configuration's model; a
+    configuration the flow cannot build is reported as failed with the reason, not raised."""
+    from firmware import openflow
+
     try:
-        from firmware import rtl
-    except ImportError:
-        rtl = None
-    open_flow = getattr(rtl, "open_flow", None)
-    if open_flow is None:
-        return {"status": "unavailable", "message": "the open RTL flow is not part of this checkout"}
-    try:
-        return open_flow(config, out_dir)
+        return openflow.open_flow(config, out_dir, cache_dir or openflow.DEFAULT_CACHE).to_dict()
     except PipelineError as err:
-        return {"status": "failed", "message": str(err)}
+        return {"config": config.name, "status": "failed", "message": str(err)}
 
 
 def synthesize(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_FIRMWARE_DIR, vsynth: bool = False,
@@ -159,10 +156,19 @@ def synthesize(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_FIRMW
         print(line)
         flow = run_open_flow(config, Path(firmware_dir) / config.name / "rtl") if open_flow else {}
         if flow:
-            print(f"{config.name}: open RTL flow: {flow.get('status')}" +
-                  (f" ({flow['message']})" if flow.get("message") else ""))
+            print(f"{config.name}: open RTL flow: {_describe_open_flow(flow)}")
         results.append(SynthResult(config.name, vendor, flow))
     return results
+
+
+def _describe_open_flow(flow: dict[str, Any]) -> str:
+    if flow.get("status") != "done":
+        return f"{flow.get('status')} ({flow.get('message')})"
+    events = sum(v["events"] for v in flow.get("verdicts", []))
+    verdict = "RTL exact" if flow.get("rtl_exact") else "RTL NOT EXACT"
+    figures = ", ".join(f"{v} {k}" for k, v in (flow.get("yosys") or {}).items() if v is not None)
+    return (f"{verdict} on {events} events, {flow.get('latency_cycles')} cycles at {flow.get('clock_period_ns'):g} ns"
+            + (f"; Yosys: {figures}" if figures else "") + (f"; {flow['message']}" if flow.get("message") else ""))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,171 @@
+"""The open RTL flow of one hardware configuration: da4ml Verilog, a Verilator verdict against
+QKeras, and Yosys figures, with no vendor tool and no license.
+
+The flow builds the configuration's model fully parallel, one event per clock (II = 1), pipelined
+for the configuration's clock period; io_type, strategy and reuse factor are HLS settings and do
+not apply to it. The RTL simulation runs the same event sets as the C simulation (the model's
+held-out reference events and the adversarial sets of `firmware.stimuli`). Every step is cached
+by content under build/cache/openflow, so configurations that share a model and a clock share one
+Verilog project, one Verilator build, one verdict and one synthesis, and a re-run redoes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from firmware import rtl, rtlsim, yosys
+from firmware.config import HardwareConfig
+from firmware.csim import Verdict
+from smartpix.artifacts import atomic_dir, write_json
+from smartpix.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE = Path("build/cache/openflow")
+_HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class OpenFlowResult:
+    """What the open flow produced for one configuration (the summary report reads `to_dict`)."""
+
+    config: str
+    status: str = "done"  # "done" | "failed"
+    message: str = ""
+    project: str | None = None
+    top: str | None = None
+    latency_cycles: int | None = None
+    clock_period_ns: float | None = None
+    rtl_exact: bool | None = None
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    yosys: dict[str, int | None] = field(default_factory=dict)
+    source: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def _model_file(config: HardwareConfig, name: str) -> Path:
+    path = Path(config.model) / name
+    if not path.is_file():
+        raise PipelineError(f"{config.name}: {path} is missing (train the model first: make train)")
+    return path
+
+
+def verilog_project(config: HardwareConfig, out_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> rtl.RtlProject:
+    """The configuration's Verilog project in `out_dir`, generated once per (model, clock) and
+    copied from the cache otherwise."""
+    key = _digest(_model_file(config, "model.h5").read_bytes(), repr(config.clock_period_ns),
+                  (_HERE / "rtl.py").read_bytes(), version("da4ml"))
+    cached = Path(cache_dir) / "verilog" / key
+    if not (cached / rtl.PROJECT_FILE).is_file():
+        log.info("%s: Verilog from the quantized model (da4ml), %g ns clock", config.name, config.clock_period_ns)
+        rtl.build_rtl(config.model, cached, clock_period_ns=config.clock_period_ns)
+    project = rtl.RtlProject.load(cached)
+    out_dir = Path(out_dir)
+    current = out_dir / rtl.PROJECT_FILE
+    if not current.is_file() or json.loads(current.read_text()).get("content_hash") != project.content_hash:
+        with atomic_dir(out_dir) as tmp:
+            shutil.copytree(cached, tmp, dirs_exist_ok=True)
+    return rtl.RtlProject.load(out_dir)
+
+
+
+def verify(project: rtl.RtlProject, config: HardwareConfig, cache_dir: Path = DEFAULT_CACHE,
+           seed: int = 0) -> list[Verdict]:
+    """Verilator verdicts of the project against QKeras on the held-out and adversarial events;
+    an exact result is remembered for this build, model and event sets."""
+    from firmware import stimuli
+    from firmware.types import quantizer_precision
+    from train.models import disable_ste
+
+    sim = rtlsim.build_simulator(project, Path(cache_dir) / "verilator")
+    key = _digest(sim.key, _model_file(config, "model.h5").read_bytes(),
+                  _model_file(config, "reference.npz").read_bytes(), repr(seed),
+                  *((_HERE / name).read_bytes() for name in ("rtlsim.py", "stimuli.py", "openflow.py")))
+    remembered = Path(cache_dir) / "verdicts" / f"{key}.json"
+    if remembered.is_file():
+        return [Verdict(**v) for v in json.loads(remembered.read_text())]
+    model = rtl.load_quantized_model(config.model)
+    disable_ste(model)
+    graph = rtl.extract_graph(model)
+    input_quantizer = model.get_layer(graph.input.name).quantizer
+    sets = stimuli.verification_sets(Path(config.model), model, quantizer_precision(input_quantizer, graph.input.name),
+                                     seed)
+    log.info("%s: RTL simulation of %d events (Verilator)", config.name, sum(len(s[1]) for s in sets))
+    verdicts = rtlsim.verify(sim, model, sets, graph)
+    if all(v.exact for v in verdicts):
+        write_json(remembered, [asdict(v) for v in verdicts])
+    return verdicts
+
+
+def figures(project: rtl.RtlProject, part: str, cache_dir: Path = DEFAULT_CACHE, jobs: int = 2) -> yosys.SynthFigures:
+    """Yosys' figures of the project for `part`, once per design content, target and Yosys."""
+    tool = yosys.find_yosys()
+    target = yosys.synthesis_target(part)
+    key = _digest(project.content_hash, target, tool.version, (_HERE / "yosys.py").read_bytes())
+    remembered = Path(cache_dir) / "yosys" / f"{key}.json"
+    if remembered.is_file():
+        cached = yosys.SynthFigures.from_dict(json.loads(remembered.read_text()))
+        cached.part = part
+        return cached
+    log.info("%s: Yosys (%s), %s", project.top, target, "two parts in parallel" if project.stages >= 2 else "one run")
+    result = yosys.synthesize(project, part, jobs=jobs)
+    write_json(remembered, result.to_dict())
+    return result
+
+
+def open_flow(config: HardwareConfig, out_dir: Path, cache_dir: Path = DEFAULT_CACHE, seed: int = 0,
+              jobs: int = 2, synthesis: bool = True) -> OpenFlowResult:
+    """Verilog, RTL verdict and (with `synthesis`) Yosys figures of one configuration. The RTL
+    simulation and Yosys run side by side: both are long and neither needs the other."""
+    result = OpenFlowResult(config.name)
+    start = time.perf_counter()
+    project = verilog_project(config, out_dir, cache_dir)
+    result.seconds["verilog"] = round(time.perf_counter() - start, 1)
+    result.project, result.top = str(project.path), project.top
+    result.latency_cycles, result.clock_period_ns = project.latency_cycles, project.clock_period_ns
+
+    def timed(step: str, fn, *args):
+        begin = time.perf_counter()
+        value = fn(*args)
+        result.seconds[step] = round(time.perf_counter() - begin, 1)
+        return value
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        verdicts_future = pool.submit(timed, "rtlsim", verify, project, config, cache_dir, seed)
+        figures_future = pool.submit(timed, "yosys", figures, project, config.part, cache_dir, jobs) if synthesis else None
+        verdicts = verdicts_future.result()
+        synth = figures_future.result() if figures_future else None
+    result.seconds["total"] = round(time.perf_counter() - start, 1)
+    result.verdicts = [asdict(v) for v in verdicts]
+    result.rtl_exact = all(v.exact for v in verdicts)
+    if not result.rtl_exact:
+        bad = next(v for v in verdicts if not v.exact)
+        result.message = (f"RTL differs from QKeras on {bad.stimulus}: {bad.error or bad.first_mismatch}; "
+                          f"first differing layer {bad.first_differing_layer}")
+    if synth is not None:
+        result.yosys = {"LUT": synth.luts, "FF": synth.ffs, "CARRY": synth.carry, "DSP": synth.dsps,
+                        "GATES": synth.gates}
+        result.source = synth.source
+        write_json(project.path / "yosys.json", synth.to_dict())
+    write_json(project.path / "open_flow.json", result.to_dict())
+    return result
