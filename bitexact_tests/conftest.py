@@ -1,4 +1,4 @@
-"""Bit-exact proof for every shipped configuration.
+"""Bit-exact proof for every shipped configuration, in C simulation and in RTL simulation.
 
 A small synthetic dataset is generated and both architectures are trained briefly, so that the
 firmware sees real trained weights and real held-out events (the shipped configurations point at
@@ -47,3 +47,18 @@ def verdicts(trained_models, tmp_path_factory) -> dict[str, object]:
     configs = [dataclasses.replace(c, model=trained_models[Path(c.model).name]) for c in SHIPPED]
     reports = verify_configs(configs, root / "projects", root / "cache", jobs=os.cpu_count() or 2)
     return {r.config: r for r in reports}
+
+
+@pytest.fixture(scope="session")
+def rtl_verdicts(trained_models, tmp_path_factory) -> dict[str, list]:
+    """Verilator verdicts of every shipped configuration's RTL (open flow, no synthesis); the
+    configurations that share a model and a clock share one build through the flow's cache."""
+    from firmware import openflow
+
+    root = tmp_path_factory.mktemp("openflow")
+    verdicts = {}
+    for config in SHIPPED:
+        config = dataclasses.replace(config, model=trained_models[Path(config.model).name])
+        project = openflow.verilog_project(config, root / "rtl" / config.name, root / "cache")
+        verdicts[config.name] = openflow.verify(project, config, root / "cache")
+    return verdicts

@@ -1,5 +1,6 @@
 """Every output of every event equal, as raw fixed-point codes, for every shipped
-configuration: held-out events and each adversarial set."""
+configuration: held-out events and each adversarial set, in the hls4ml C simulation and in the
+Verilator simulation of the open flow's RTL."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ def test_csim_is_bit_exact(verdicts, config, stimulus):
     assert verdict.events > 0
     assert verdict.mismatching_events == 0, (
         f"{config}/{stimulus}: {verdict.mismatching_events} of {verdict.events} events differ "
+        f"(max {verdict.max_lsb_difference} LSB), first {verdict.first_mismatch}, "
+        f"first differing layer {verdict.first_differing_layer}"
+    )
+
+
+@pytest.mark.parametrize("stimulus", STIMULI)
+@pytest.mark.parametrize("config", [c.name for c in SHIPPED])
+def test_rtl_is_bit_exact(rtl_verdicts, config, stimulus):
+    verdict = next(v for v in rtl_verdicts[config] if v.stimulus == stimulus)
+    assert verdict.error is None, f"{config}/{stimulus}: {verdict.error}"
+    assert verdict.events > 0
+    assert verdict.mismatching_events == 0, (
+        f"{config}/{stimulus} RTL: {verdict.mismatching_events} of {verdict.events} events differ "
         f"(max {verdict.max_lsb_difference} LSB), first {verdict.first_mismatch}, "
         f"first differing layer {verdict.first_differing_layer}"
     )
