@@ -78,6 +78,7 @@ bench: $(MODEL_FILES) ## speed benchmarks (ratios against baselines run in the s
 	$(BIN)/python bench/bench_generator.py
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python bench/bench_csim.py
+	$(BIN)/python bench/bench_rtl.py --model $(MODELS)/baseline --flat-baseline
 
 clean: ## remove generated artifacts (build/)
 	rm -rf $(BUILD)
