@@ -184,6 +184,31 @@ class PipelinePart:
     files: tuple[Path, ...]  # project sources it needs
 
 
+def balanced_cuts(sizes: Sequence[int], n_parts: int) -> list[int]:
+    """Boundaries [0, ..., len(sizes)] of at most `n_parts` consecutive runs of `sizes` whose
+    largest sum is as small as possible (the slowest part sets the wall-clock time)."""
+    n = len(sizes)
+    prefix = [0]
+    for size in sizes:
+        prefix.append(prefix[-1] + size)
+    # best[k][j]: smallest possible largest run when the first j items form k runs
+    best = [[float("inf")] * (n + 1) for _ in range(n_parts + 1)]
+    choice = [[0] * (n + 1) for _ in range(n_parts + 1)]
+    best[0][0] = 0
+    for k in range(1, n_parts + 1):
+        for j in range(1, n + 1):
+            for i in range(k - 1, j):
+                cost = max(best[k - 1][i], prefix[j] - prefix[i])
+                if cost < best[k][j]:
+                    best[k][j], choice[k][j] = cost, i
+    k = min(range(1, n_parts + 1), key=lambda parts: (best[parts][n], parts))
+    bounds = [n]
+    while k > 0:
+        bounds.append(choice[k][bounds[-1]])
+        k -= 1
+    return bounds[::-1]
+
+
 def pipeline_parts(project: RtlProject, n_parts: int) -> list[PipelinePart]:
     """Split a pipelined project at register boundaries into at most `n_parts` parts of similar
     size (by the stages' Verilog), so that Yosys can map them in parallel."""
@@ -199,13 +224,7 @@ def pipeline_parts(project: RtlProject, n_parts: int) -> list[PipelinePart]:
     if (sorted(widths_in) != list(range(project.stages)) or sorted(widths_out) != list(range(project.stages))
             or out_width is None or None in stage_files.values()):
         raise PipelineError(f"{core_file}: not the pipeline layout this flow writes (stage registers not found)")
-    sizes = [stage_files[i].stat().st_size for i in range(project.stages)]
-    total, bounds, acc = sum(sizes), [0], 0
-    for i, size in enumerate(sizes[:-1]):
-        acc += size
-        if acc >= total * len(bounds) / n_parts and len(bounds) < n_parts:
-            bounds.append(i + 1)
-    bounds.append(project.stages)
+    bounds = balanced_cuts([stage_files[i].stat().st_size for i in range(project.stages)], n_parts)
     statics = tuple(p for p in project.verilog if p.parent.name == "static")
     parts = []
     for k, (first, end) in enumerate(zip(bounds, bounds[1:])):

@@ -341,10 +341,11 @@ def test_tiny_design_is_bit_exact_combinational_and_pipelined(tmp_path, sim_cach
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["baseline", "xysum"])
-def test_rtl_is_bit_exact_against_qkeras(arch, models, tmp_path_factory, sim_cache):
-    model = models[arch]
-    project = rtl.build_rtl(model, tmp_path_factory.mktemp(arch) / "rtl")
+def test_rtl_with_random_weights_is_bit_exact_against_qkeras(models, tmp_path_factory, sim_cache):
+    """Seeded random weights drive the activations harder than trained ones (the trained models
+    of every shipped configuration are checked in bitexact_tests); xysum keeps the build short."""
+    model = models["xysum"]
+    project = rtl.build_rtl(model, tmp_path_factory.mktemp("xysum") / "rtl")
     sim = rtlsim.build_simulator(project, sim_cache)
     sets = [(s.name, s.inputs, rtl.reference_outputs(model, s.inputs)) for s in _sets(model, seed=7, n_random=150)]
     assert [name for name, _, _ in sets] == ["extremes", "hot_pixels", "random_codes", "rounding_midpoints"]
@@ -452,3 +453,19 @@ def test_pipeline_parts_cover_every_stage_once(tmp_path):
     declared = [re.findall(r"reg \[(\d+):0\] (stage\d+_inp)", part.verilog) for part in parts]
     assert sum(len(d) for d in declared) + 1 == len(registers)  # + the output register, as part_out
     assert "output reg" in parts[-1].verilog and "output reg" not in parts[0].verilog
+
+
+def test_balanced_cuts_minimise_the_largest_part():
+    from itertools import combinations
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        sizes = list(rng.integers(1, 100, size=int(rng.integers(1, 9))))
+        parts = int(rng.integers(1, 4))
+        bounds = yosys.balanced_cuts(sizes, parts)
+        assert bounds[0] == 0 and bounds[-1] == len(sizes) and bounds == sorted(set(bounds))
+        assert len(bounds) - 1 <= parts
+        largest = max(sum(sizes[a:b]) for a, b in zip(bounds, bounds[1:]))
+        brute = min(max(sum(sizes[a:b]) for a, b in zip((0, *cut), (*cut, len(sizes))))
+                    for k in range(min(parts, len(sizes))) for cut in combinations(range(1, len(sizes)), k))
+        assert largest == brute, (sizes, parts, bounds)
