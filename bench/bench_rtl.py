@@ -2,7 +2,7 @@
 the Verilator build with a 100k-event RTL simulation (checked bit for bit against QKeras) side by
 side with Yosys. Prints each step, the wall-clock total against the 5-minute target, the RTL
 simulation's throughput against QKeras' own predict on the same events, and with --flat-baseline
-the two-part Yosys run against one flattened run of the same design in this process.
+the two-part Yosys run against one flattened run of the same design, each alone, in this process.
 
     .venv/bin/python bench/bench_rtl.py [--model build/models/baseline] [--arch baseline]
                                         [--events 100000] [--part xcvu13p-flga2577-2-e] [--flat-baseline]
