@@ -2,8 +2,8 @@
 
 For a Xilinx part, `synth_xilinx` maps the design onto the part's family (xc7 for 7-series, xcup
 for UltraScale+, xcu for UltraScale) and `stat` counts LUTs, flip-flops, carry chains and DSPs. Any
-other part (an ASIC library such as the Catapult configurations') gets `synth` + `abc -g`: a count
-of generic two-input gates and flip-flops, a technology-neutral size. These are Yosys' figures,
+other part (an ASIC library such as the Catapult configurations') gets `synth -noabc`: a count of
+Yosys' internal gate cells (AND, OR, XOR, MUX, NOT, ...) and flip-flops, a technology-neutral size. These are Yosys' figures,
 not a vendor's: placement, routing and timing closure are not part of them, so they rank designs
 and show trends rather than promise a post-route utilisation. The pipeline depth comes from the
 generated project (registers per stage at its clock period).
@@ -35,7 +35,6 @@ from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-GENERIC_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
 CELL_CLASSES: dict[str, tuple[str, ...]] = {
     "lut": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2", "INV"),
     "ff": ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"),
@@ -138,7 +137,10 @@ def _fpga_script(project: RtlProject, family: str, top: str) -> str:
 
 
 def _generic_script(top: str) -> str:
-    return f"synth -flatten -top {top}\nabc -g {GENERIC_GATES}\nopt_clean -purge\n"
+    """Yosys' own technology mapping to its internal gate cells, without ABC: ABC's logic
+    optimisation runs for tens of minutes on the deep stages of a slow ASIC clock, so the count
+    is of the mapped, not the ABC-minimised, netlist."""
+    return f"synth -flatten -top {top} -noabc\nopt -fast -purge\n"
 
 
 def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
@@ -297,7 +299,7 @@ def synthesize(project: RtlProject, part: str, jobs: int = 2, timeout: float | N
     if target == "generic":
         ffs = sum(v for k, v in cells.items() if "DFF" in k.upper())
         figures = dict(luts=None, carry=None, dsps=None, gates=sum(cells.values()) - ffs)
-        source = f"{yosys.version}: synth, abc -g {GENERIC_GATES.lower()} ({how}); stat"
+        source = f"{yosys.version}: synth -noabc, internal gate cells ({how}); stat"
     else:
         counts = {cls: sum(cells.get(name, 0) for name in names) for cls, names in CELL_CLASSES.items()}
         ffs = counts["ff"]
