@@ -127,7 +127,7 @@ def figures(project: rtl.RtlProject, part: str, cache_dir: Path = DEFAULT_CACHE,
         cached = yosys.SynthFigures.from_dict(json.loads(remembered.read_text()))
         cached.part = part
         return cached
-    log.info("%s: Yosys (%s), %s", project.top, target, "two parts in parallel" if project.stages >= 2 else "one run")
+    log.info("%s: Yosys (%s)", project.top, target)
     result = yosys.synthesize(project, part, jobs=jobs)
     write_json(remembered, result.to_dict())
     return result
