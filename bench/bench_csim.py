@@ -24,8 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from firmware.config import load_configs  # noqa: E402
-from firmware.convert import _convert_quietly, derive_types, ensure_projects, hls_configuration  # noqa: E402
-from firmware.csim import build_testbench, compare, run_testbench  # noqa: E402
+from firmware.hls.project import _convert_quietly, derive_types, ensure_projects, hls_configuration  # noqa: E402
+from firmware.hls.csim import build_testbench, run_testbench  # noqa: E402
+from firmware.verify.verdict import compare  # noqa: E402
 from train.models import disable_ste, load_model  # noqa: E402
 
 

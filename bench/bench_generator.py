@@ -25,7 +25,7 @@ from scipy.special import ndtr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train import simulate as S  # noqa: E402
+from train import generator as S  # noqa: E402
 
 
 def naive_collect(tracks: S.Tracks, g: S.Geometry, table: S.DriftTable) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train import dataset as D  # noqa: E402
-from train import simulate as S  # noqa: E402
+from train import generator as S  # noqa: E402
 
 
 def naive_epoch(pairs: list[D.FilePair], options: D.DataOptions) -> int:

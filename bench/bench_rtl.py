@@ -26,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from firmware import rtl, rtlsim, yosys  # noqa: E402
+from firmware.rtl import replay, verilator, verilog, yosys  # noqa: E402
+from tests.helpers import randomize_quantized_weights, reference_outputs  # noqa: E402
 
 TARGET_SECONDS = 300.0
 
@@ -47,14 +48,14 @@ def main() -> int:
     from train.models import ModelSpec, build_model, disable_ste
 
     if args.model is not None:
-        model = rtl.load_quantized_model(args.model)
+        model = verilog.load_quantized_model(args.model)
         name = args.model.name
     else:
         model = build_model(ModelSpec(architecture=args.arch), (13, 21, 2))
-        rtl.randomize_quantized_weights(model, seed=args.seed)
+        randomize_quantized_weights(model, seed=args.seed)
         name = f"{args.arch} (random weights, seed {args.seed})"
     disable_ste(model)
-    graph = rtl.extract_graph(model)
+    graph = replay.extract_graph(model)
 
     rng = np.random.default_rng(args.seed)
     low, high = graph.input.quant.low, graph.input.quant.high
@@ -64,7 +65,7 @@ def main() -> int:
     lsb = 2.0 ** -graph.input.quant.frac
     events = (np.where(keep, dense, 0) * lsb).astype(np.float32).reshape(-1, *graph.input.out_shape)
     start = time.perf_counter()
-    reference = rtl.reference_outputs(model, events)
+    reference = reference_outputs(model, events)
     qkeras_seconds = time.perf_counter() - start
 
     work_ctx = tempfile.TemporaryDirectory(prefix="bench_rtl.") if args.work is None else None
@@ -72,15 +73,15 @@ def main() -> int:
     times: dict[str, float] = {}
 
     flow_start = time.perf_counter()
-    project = rtl.build_rtl(model, work / "rtl", clock_period_ns=args.clock_period)
+    project = verilog.build_rtl(model, work / "rtl", clock_period_ns=args.clock_period)
     times["Verilog generation (da4ml)"] = time.perf_counter() - flow_start
 
     def simulation():
         begin = time.perf_counter()
-        sim = rtlsim.build_simulator(project, work / "cache")
+        sim = verilator.build_simulator(project, work / "cache")
         times["Verilator build"] = time.perf_counter() - begin
         begin = time.perf_counter()
-        (verdict,) = rtlsim.verify(sim, model, [("bench", events, reference)], graph)
+        (verdict,) = verilator.compare_sets(sim, model, [("bench", events, reference)], graph)
         times[f"RTL simulation, {args.events} events"] = time.perf_counter() - begin
         return verdict
 

@@ -26,7 +26,7 @@ def trained_models(tmp_path_factory) -> dict[str, Path]:
     from train import dataset
     from train.fit import TrainOptions, train
     from train.models import ModelSpec
-    from train.simulate import generate_dataset
+    from train.generator import generate_dataset
 
     root = tmp_path_factory.mktemp("bitexact")
     data = root / "data"
@@ -41,7 +41,7 @@ def trained_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def verdicts(trained_models, tmp_path_factory) -> dict[str, object]:
     """ConfigReport of every shipped configuration, on held-out and adversarial events."""
-    from firmware.csim import verify_configs
+    from firmware.hls.csim import verify_configs
 
     root = tmp_path_factory.mktemp("firmware")
     configs = [dataclasses.replace(c, model=trained_models[Path(c.model).name]) for c in SHIPPED]
@@ -53,12 +53,12 @@ def verdicts(trained_models, tmp_path_factory) -> dict[str, object]:
 def rtl_verdicts(trained_models, tmp_path_factory) -> dict[str, list]:
     """Verilator verdicts of every shipped configuration's RTL (open flow, no synthesis); the
     configurations that share a model and a clock share one build through the flow's cache."""
-    from firmware import openflow
+    from firmware.rtl import flow as openflow
 
     root = tmp_path_factory.mktemp("openflow")
     verdicts = {}
     for config in SHIPPED:
         config = dataclasses.replace(config, model=trained_models[Path(config.model).name])
         project = openflow.verilog_project(config, root / "rtl" / config.name, root / "cache")
-        verdicts[config.name] = openflow.verify(project, config, root / "cache")
+        verdicts[config.name] = openflow.rtl_verdicts(project, config, root / "cache")
     return verdicts

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from firmware.fixedpoint import Precision, parse_precision
+from smartpix import paths
 from smartpix.errors import PipelineError
 
 BACKENDS = ("Vivado", "Vitis", "Catapult")
@@ -22,87 +24,10 @@ STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")
 # How accumulators are sized: from the input and weight types' worst case (hls4ml's 'auto'),
 # or from the trained weights' actual values (narrower, still exact for every input).
 ACCUMULATOR_SIZING = ("worst_case", "weight_range")
-ROUNDING_MODES = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
-SATURATION_MODES = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
 PRECISION_KEYS = ("result", "accum", "weight", "bias", "depthwise", "pointwise",
                   "depthwise_accum", "pointwise_accum", "depthwise_result")
 LAYER_OVERRIDE_KEYS = ("precision", "reuse_factor", "strategy")
-DEFAULT_CONFIG_DIR = Path("hls_configs")
-
-_FIXED = re.compile(
-    r"^(?:ap_|ac_)?(?P<unsigned>u)?fixed<\s*(?P<width>\d+)\s*,\s*(?P<integer>-?\d+)"
-    r"(?:\s*,\s*(?:AP_|AC_)?(?P<rounding>[A-Z_]+))?"
-    r"(?:\s*,\s*(?:AP_|AC_)?(?P<saturation>[A-Z_]+))?"
-    r"(?:\s*,\s*(?P<sat_bits>\d+))?\s*>$"
-)
-_INTEGER = re.compile(r"^(?:ap_|ac_)?(?P<unsigned>u)?int<\s*(?P<width>\d+)\s*>$")
-
-
-@dataclass(frozen=True)
-class Precision:
-    """A fixed-point type: width, integer bits (sign included), sign, rounding, saturation."""
-
-    width: int
-    integer: int
-    signed: bool = True
-    rounding: str = "TRN"
-    saturation: str = "WRAP"
-
-    @property
-    def fraction(self) -> int:
-        return self.width - self.integer
-
-    def hls4ml(self) -> str:
-        """The string hls4ml's configuration accepts (backend-neutral)."""
-        prefix = "fixed" if self.signed else "ufixed"
-        return f"{prefix}<{self.width},{self.integer},{self.rounding},{self.saturation}>"
-
-    def ap(self) -> str:
-        prefix = "ap_fixed" if self.signed else "ap_ufixed"
-        return f"{prefix}<{self.width},{self.integer},AP_{self.rounding},AP_{self.saturation}>"
-
-    def lsb(self) -> float:
-        return 2.0 ** -self.fraction
-
-    def code_range(self) -> tuple[int, int]:
-        """Smallest and largest raw integer code (SAT_SYM excludes the most negative one)."""
-        if self.signed:
-            low = -(2 ** (self.width - 1)) + (1 if self.saturation == "SAT_SYM" else 0)
-            return low, 2 ** (self.width - 1) - 1
-        return 0, 2**self.width - 1
-
-
-def parse_precision(text: str, where: str = "precision") -> Precision:
-    """Parse an hls4ml/ap/ac precision string; the error names `where` and the accepted forms."""
-    if not isinstance(text, str):
-        raise PipelineError(f"{where}: expected a precision string such as 'ap_fixed<16,6>', got {text!r}")
-    compact = text.strip()
-    match = _FIXED.match(compact)
-    if match:
-        width, integer = int(match["width"]), int(match["integer"])
-        rounding = match["rounding"] or "TRN"
-        saturation = match["saturation"] or "WRAP"
-        if width < 1 or width > 1024:
-            raise PipelineError(f"{where}: width {width} in {text!r} must be between 1 and 1024")
-        if rounding not in ROUNDING_MODES:
-            raise PipelineError(
-                f"{where}: unknown rounding mode {rounding!r} in {text!r}; allowed: {', '.join(ROUNDING_MODES)}"
-            )
-        if saturation not in SATURATION_MODES:
-            raise PipelineError(
-                f"{where}: unknown saturation mode {saturation!r} in {text!r}; allowed: {', '.join(SATURATION_MODES)}"
-            )
-        return Precision(width, integer, not match["unsigned"], rounding, saturation)
-    match = _INTEGER.match(compact)
-    if match:
-        width = int(match["width"])
-        if width < 1 or width > 1024:
-            raise PipelineError(f"{where}: width {width} in {text!r} must be between 1 and 1024")
-        return Precision(width, width, not match["unsigned"])
-    raise PipelineError(
-        f"{where}: invalid precision {text!r}; expected ap_fixed<W,I[,ROUNDING[,SATURATION]]>, "
-        f"ap_ufixed<...>, fixed<...>, ap_int<W> or ap_uint<W>"
-    )
+DEFAULT_CONFIG_DIR = paths.CONFIGS
 
 
 @dataclass(frozen=True)
@@ -208,7 +133,7 @@ def config_from_dict(data: dict[str, Any], path: Path | str = "<config>") -> Har
         raise PipelineError(f"{where}: key 'clock_period_ns' must be positive, got {clock}")
     kwargs: dict[str, Any] = {
         "name": name,
-        "model": Path(expect("model", str, "a path to a trained model directory")),
+        "model": paths.from_root(expect("model", str, "a path to a trained model directory")),
         "backend": choice("backend", BACKENDS),
         "part": expect("part", str, "an FPGA part or ASIC technology name"),
         "clock_period_ns": float(clock),

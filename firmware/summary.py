@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from firmware.config import add_selection_arguments, HardwareConfig, load_configs
-from firmware.convert import DEFAULT_FIRMWARE_DIR
+from firmware.hls.project import DEFAULT_FIRMWARE_DIR
+from smartpix import paths
 from smartpix.artifacts import atomic_path, write_json, write_text
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REPORTS = Path("build/reports")
+DEFAULT_REPORTS = paths.REPORTS
 COLUMNS = (
     "config", "backend", "io_type", "strategy", "reuse_factor", "part", "clock_ns", "model", "params",
     "csim", "csim_events", "rtlsim",
@@ -91,14 +92,14 @@ def _hls_figures(config: HardwareConfig, synth: dict[str, Any] | None, firmware_
                  notes: list[str]) -> dict[str, Any]:
     """Vendor C-synthesis figures: from this machine's synth run, or from report files copied
     back into the project folder after synthesis elsewhere."""
-    from firmware.reports import read_reports
+    from firmware.hls.vendor_reports import read_reports
 
     reports = None
     vendor = (synth or {}).get("vendor") or {}
     if vendor.get("reports"):
         reports = vendor["reports"]
     else:
-        project = Path(firmware_dir) / config.name
+        project = paths.hls_project(firmware_dir, config.name)
         try:
             reports = read_reports(project) if project.is_dir() else None
         except PipelineError:
@@ -174,7 +175,7 @@ def _markdown(rows: list[dict[str, Any]], out_dir: Path, firmware_dir: Path) -> 
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        project = os.path.relpath(firmware_dir / r["config"], out_dir)
+        project = os.path.relpath(paths.hls_project(firmware_dir, r["config"]), out_dir)
         latency = (f"{_fmt(r['latency_min_cycles'])}-{_fmt(r['latency_max_cycles'])}"
                    if r["latency_min_cycles"] is not None else "-")
         ii = f"{_fmt(r['ii_min'])}-{_fmt(r['ii_max'])}" if r["ii_min"] is not None else "-"

@@ -16,7 +16,7 @@ from smartpix.errors import PipelineError
 
 # subcommand -> (module, one-line help)
 STAGES: dict[str, tuple[str, str]] = {
-    "generate": ("train.simulate", "write a synthetic smart-pixel dataset (parquet)"),
+    "generate": ("train.generator", "write a synthetic smart-pixel dataset (parquet)"),
     "train": ("train.fit", "train a QKeras MDN and write its model directory"),
     "evaluate": ("train.evaluate", "residuals, pulls and resolution of a trained model"),
     "firmware": ("firmware.convert", "write one hls4ml project per hardware configuration"),

@@ -45,7 +45,7 @@ def tiny_model(seed: int = 3):
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits, quantized_tanh
 
-    from firmware.rtl import randomize_quantized_weights
+    from tests.helpers import randomize_quantized_weights
     from train.models import disable_ste
 
     inp = tf.keras.Input(shape=(6,), name="x")

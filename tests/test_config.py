@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware.config import BACKENDS, IO_TYPES, STRATEGIES, Precision, load_config, load_configs, parse_precision
+from firmware.config import BACKENDS, IO_TYPES, STRATEGIES, load_config, load_configs
+from firmware.fixedpoint import Precision, parse_precision
 from smartpix.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]

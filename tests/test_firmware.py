@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from firmware.config import config_from_dict
-from firmware.convert import convert, derive_types
-from firmware.csim import verify_project
+from firmware.hls.project import convert, derive_types
+from firmware.hls.csim import verify_project
 from smartpix.errors import PipelineError
 from tests.conftest import REPO, make_model_directory
 
@@ -87,11 +87,11 @@ def test_catapult_average_pooling_needs_the_widening_pass(random_models, tmp_pat
     script = f"""
 import sys, json
 sys.path.insert(0, {str(REPO)!r})
-import firmware.hls_passes as passes
+import firmware.hls.passes as passes
 passes.register_catapult_passes = lambda: None
 from firmware.config import config_from_dict
-from firmware.convert import convert
-from firmware.csim import verify_project
+from firmware.hls.project import convert
+from firmware.hls.csim import verify_project
 config = config_from_dict({{"name": "nopass", "model": {str(random_models['baseline'])!r}, "backend": "Catapult",
                            "part": "nangate-45nm", "clock_period_ns": 25}})
 report = verify_project(convert(config, __import__("pathlib").Path({str(tmp_path / 'p')!r})),

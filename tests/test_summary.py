@@ -6,13 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from firmware.config import config_from_dict
 from firmware.summary import summary_rows, write_summary
-from firmware.synth import vendor_command
+from firmware.hls.vendor import vendor_command
 from tests.conftest import REPO
 
 FIXTURES = REPO.parent / "shared" / "fixtures" / "vendor_reports"
@@ -25,7 +24,7 @@ def _config(model_dir, name="cfg", backend="Vitis"):
 
 def test_summary_reads_reports_synthesized_elsewhere(random_models, tmp_path):
     config = _config(random_models["baseline"])
-    project = tmp_path / "firmware" / config.name
+    project = tmp_path / "firmware" / config.name / "hls"
     shutil.copytree(FIXTURES / "Thifjj__Iris_hls4ml_pynqZ2" / "projeto_iris_hls_ip_axi", project)
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "csim.json").write_text(json.dumps(

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.config import Precision
-from firmware.types import average_pool_precision, quantizer_precision, weight_precision
+from firmware.fixedpoint import Precision
+from firmware.graph import average_pool_precision, quantizer_precision, weight_precision
 from smartpix.errors import PipelineError
 
 HLS4ML_TEMPLATES = Path(__import__("hls4ml").__file__).parent / "templates" / "vivado"

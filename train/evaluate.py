@@ -30,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from smartpix import paths
 from smartpix.artifacts import atomic_path, write_json, write_text
 from smartpix.errors import PipelineError
 from train.loss import DIAG_FLOOR, DIAG_INDEX, MEAN_INDEX, N_TARGETS, OFFDIAG_POSITIONS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path("build/reports/evaluation")
+DEFAULT_OUT = paths.EVALUATION
 # The training targets, in the order of the network outputs (train.dataset.TARGETS).
 TARGETS = ("x-midplane", "y-midplane", "cotAlpha", "cotBeta")
 UNITS = {"x-midplane": "um", "y-midplane": "um", "cotAlpha": "", "cotBeta": ""}

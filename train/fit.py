@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from smartpix import paths
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
 from train.models import ARCHITECTURES, ModelSpec
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = Path("build/data/synthetic")
-DEFAULT_MODELS = Path("build/models")
+DEFAULT_DATA = paths.DATA
+DEFAULT_MODELS = paths.MODELS
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from firmware.config import Precision
+from firmware.fixedpoint import Precision
 from smartpix.errors import PipelineError
 
 
@@ -106,14 +106,3 @@ def average_pool_precision(
             )
         fraction = max(following.fraction + 1 + extra, data.fraction + extra)
     return Precision(integer + fraction, integer, True)
-
-
-def on_grid(values, precision: Precision):
-    """Integer codes of `values` on the type's grid, or None when some value is off the grid."""
-    import numpy as np
-
-    scaled = np.asarray(values, dtype=np.float64) * 2.0**precision.fraction
-    codes = np.rint(scaled)
-    if not np.array_equal(codes, scaled):
-        return None
-    return codes.astype(np.int64)

@@ -13,7 +13,7 @@ from scipy.special import erf
 from smartpix import cli
 from smartpix.errors import PipelineError
 from train import dataset as D
-from train import simulate as S
+from train import generator as S
 
 N = 3000
 CLEAN = S.Geometry(noise_electrons=0.0, threshold_electrons=0.0)
@@ -70,6 +70,7 @@ def test_same_seed_same_events_other_seed_other_events():
 def test_generated_files_are_byte_identical_for_a_seed(tmp_path):
     first = S.generate_dataset(tmp_path / "a", n_files=2, events_per_file=150, seed=3)
     second = S.generate_dataset(tmp_path / "b", n_files=2, events_per_file=150, seed=3)
+    assert [p.name for p in second] == [p.name for p in first]
     assert [p.name for p in first] == ["recon3D_s3_0000.parquet", "recon3D_s3_0001.parquet"]
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "b").iterdir())

@@ -24,13 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from firmware.rtl import RtlProject
+from firmware.rtl.verilog import RtlProject
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)

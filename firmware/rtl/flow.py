@@ -11,26 +11,26 @@ Verilog project, one Verilator build, one verdict and one synthesis, and a re-ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from firmware import rtl, rtlsim, yosys
+from firmware.rtl import replay, verilator, verilog, yosys
 from firmware.config import HardwareConfig
-from firmware.csim import Verdict
+from firmware.verify.verdict import Verdict, remember, remembered
+from smartpix import paths
+from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path("build/cache/openflow")
+DEFAULT_CACHE = paths.CACHE / "openflow"
 _HERE = Path(__file__).resolve().parent
 
 
@@ -55,14 +55,6 @@ class OpenFlowResult:
         return asdict(self)
 
 
-def _digest(*parts: bytes | str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\0")
-    return h.hexdigest()[:24]
-
-
 def _model_file(config: HardwareConfig, name: str) -> Path:
     path = Path(config.model) / name
     if not path.is_file():
@@ -70,58 +62,56 @@ def _model_file(config: HardwareConfig, name: str) -> Path:
     return path
 
 
-def verilog_project(config: HardwareConfig, out_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> rtl.RtlProject:
+def verilog_project(config: HardwareConfig, out_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> verilog.RtlProject:
     """The configuration's Verilog project in `out_dir`, generated once per (model, clock) and
     copied from the cache otherwise."""
-    key = _digest(_model_file(config, "model.h5").read_bytes(), repr(config.clock_period_ns),
-                  (_HERE / "rtl.py").read_bytes(), version("da4ml"))
+    key = content_key(verilog.__name__, "rtl-verilog", _model_file(config, "model.h5"), config.clock_period_ns)
     cached = Path(cache_dir) / "verilog" / key
-    if not (cached / rtl.PROJECT_FILE).is_file():
+    if not (cached / verilog.PROJECT_FILE).is_file():
         log.info("%s: Verilog from the quantized model (da4ml), %g ns clock", config.name, config.clock_period_ns)
-        rtl.build_rtl(config.model, cached, clock_period_ns=config.clock_period_ns)
-    project = rtl.RtlProject.load(cached)
+        verilog.build_rtl(config.model, cached, clock_period_ns=config.clock_period_ns)
+    project = verilog.RtlProject.load(cached)
     out_dir = Path(out_dir)
-    current = out_dir / rtl.PROJECT_FILE
+    current = out_dir / verilog.PROJECT_FILE
     if not current.is_file() or json.loads(current.read_text()).get("content_hash") != project.content_hash:
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(cached, tmp, dirs_exist_ok=True)
-    return rtl.RtlProject.load(out_dir)
+    return verilog.RtlProject.load(out_dir)
 
 
 
-def verify(project: rtl.RtlProject, config: HardwareConfig, cache_dir: Path = DEFAULT_CACHE,
-           seed: int = 0) -> list[Verdict]:
+def rtl_verdicts(project: verilog.RtlProject, config: HardwareConfig, cache_dir: Path = DEFAULT_CACHE,
+                 seed: int = 0) -> list[Verdict]:
     """Verilator verdicts of the project against QKeras on the held-out and adversarial events;
     an exact result is remembered for this build, model and event sets."""
-    from firmware import stimuli
-    from firmware.types import quantizer_precision
+    from firmware.verify import stimuli
+    from firmware.graph import quantizer_precision
     from train.models import disable_ste
 
-    sim = rtlsim.build_simulator(project, Path(cache_dir) / "verilator")
-    key = _digest(sim.key, _model_file(config, "model.h5").read_bytes(),
-                  _model_file(config, "reference.npz").read_bytes(), repr(seed),
-                  *((_HERE / name).read_bytes() for name in ("rtlsim.py", "stimuli.py", "openflow.py")))
-    remembered = Path(cache_dir) / "verdicts" / f"{key}.json"
-    if remembered.is_file():
-        return [Verdict(**v) for v in json.loads(remembered.read_text())]
-    model = rtl.load_quantized_model(config.model)
+    sim = verilator.build_simulator(project, Path(cache_dir) / "verilator")
+    key = content_key(__name__, "rtl-verdict", sim.key, _model_file(config, "model.h5"),
+                      _model_file(config, "reference.npz"), seed)
+    verdict_file = Path(cache_dir) / "verdicts" / f"{key}.json"
+    known = remembered(verdict_file)
+    if known is not None:
+        return known
+    model = verilog.load_quantized_model(config.model)
     disable_ste(model)
-    graph = rtl.extract_graph(model)
+    graph = replay.extract_graph(model)
     input_quantizer = model.get_layer(graph.input.name).quantizer
     sets = stimuli.verification_sets(Path(config.model), model, quantizer_precision(input_quantizer, graph.input.name),
                                      seed)
     log.info("%s: RTL simulation of %d events (Verilator)", config.name, sum(len(s[1]) for s in sets))
-    verdicts = rtlsim.verify(sim, model, sets, graph)
-    if all(v.exact for v in verdicts):
-        write_json(remembered, [asdict(v) for v in verdicts])
+    verdicts = verilator.compare_sets(sim, model, sets, graph)
+    remember(verdict_file, verdicts)
     return verdicts
 
 
-def figures(project: rtl.RtlProject, part: str, cache_dir: Path = DEFAULT_CACHE, jobs: int = 2) -> yosys.SynthFigures:
+def figures(project: verilog.RtlProject, part: str, cache_dir: Path = DEFAULT_CACHE, jobs: int = 2) -> yosys.SynthFigures:
     """Yosys' figures of the project for `part`, once per design content, target and Yosys."""
     tool = yosys.find_yosys()
     target = yosys.synthesis_target(part)
-    key = _digest(project.content_hash, target, tool.version, (_HERE / "yosys.py").read_bytes())
+    key = content_key(yosys.__name__, "yosys", project.content_hash, target, tool.version)
     remembered = Path(cache_dir) / "yosys" / f"{key}.json"
     if remembered.is_file():
         cached = yosys.SynthFigures.from_dict(json.loads(remembered.read_text()))
@@ -151,7 +141,7 @@ def open_flow(config: HardwareConfig, out_dir: Path, cache_dir: Path = DEFAULT_C
         return value
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        verdicts_future = pool.submit(timed, "rtlsim", verify, project, config, cache_dir, seed)
+        verdicts_future = pool.submit(timed, "rtlsim", rtl_verdicts, project, config, cache_dir, seed)
         figures_future = pool.submit(timed, "yosys", figures, project, config.part, cache_dir, jobs) if synthesis else None
         verdicts = verdicts_future.result()
         synth = figures_future.result() if figures_future else None

@@ -13,7 +13,6 @@ named, or the Verilog itself when they all agree.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -27,15 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import Precision
-from firmware.csim import Verdict, compare
-from firmware.rtl import RtlProject
+from firmware.fixedpoint import Precision
+from firmware.verify.verdict import Verdict, compare
+from firmware.rtl.verilog import RtlProject
+from smartpix import paths
+from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path("build/cache/rtlsim")
+DEFAULT_CACHE = paths.CACHE / "verilator"
 HARNESS = "harness.cpp"
 EXECUTABLE = "rtlsim"
 # The verilated model is tens of MB of straight-line C++: unoptimised it compiles several times
@@ -236,14 +237,11 @@ def build_simulator(project: RtlProject, cache_dir: Path = DEFAULT_CACHE, jobs: 
     """Verilate `project` with the batch harness, once per content; later calls reuse the build."""
     tools = find_verilator()
     harness = harness_source(project)
-    digest = hashlib.sha256()
-    for part in (project.content_hash, harness, tools.version, " ".join(VERILATOR_FLAGS), " ".join(MAKE_VARIABLES)):
-        digest.update(part.encode() + b"\0")
     for path in project.verilog:
         if not path.is_file():
             raise PipelineError(f"{path}: Verilog file of the project is missing")
-        digest.update(path.read_bytes())
-    key = digest.hexdigest()[:24]
+    key = content_key(__name__, "verilator-build", project.content_hash, harness, tools.version, VERILATOR_FLAGS,
+                      MAKE_VARIABLES, list(project.verilog))
     target = Path(cache_dir).resolve() / key  # Verilator runs in the build folder: no relative paths
     exe = target / EXECUTABLE
     if exe.is_file():
@@ -308,20 +306,20 @@ def output_precision(project: RtlProject) -> Precision:
 def simulate(sim: Simulator, graph: Any, events: np.ndarray) -> np.ndarray:
     """The RTL's outputs for float events: the model's input quantizer (exactly QKeras') makes the
     port codes, the verilated design computes, and the output codes come back as values."""
-    from firmware import rtl
+    from firmware.rtl import replay
 
-    raw = run_simulator(sim, rtl.input_codes(graph, events))
+    raw = run_simulator(sim, replay.input_codes(graph, events))
     return raw.astype(np.float64) * sim.project.outputs[0].lsb
 
 
-def verify(sim: Simulator, model: Any, sets: list[tuple[str, np.ndarray, np.ndarray]],
+def compare_sets(sim: Simulator, model: Any, sets: list[tuple[str, np.ndarray, np.ndarray]],
            graph: Any = None) -> list[Verdict]:
     """Bit-exact verdicts of the RTL against QKeras' outputs, one per (name, inputs, outputs) set;
     a mismatch names the first layer where QKeras, the integer replay and the traced logic part
     ways (or the Verilog itself, when all of them agree)."""
-    from firmware import rtl
+    from firmware.rtl import replay
 
-    graph = graph or rtl.extract_graph(model)
+    graph = graph or replay.extract_graph(model)
     precision = output_precision(sim.project)
     verdicts = []
     for name, inputs, expected in sets:
@@ -338,12 +336,12 @@ def verify(sim: Simulator, model: Any, sets: list[tuple[str, np.ndarray, np.ndar
 
 
 def _locate(graph: Any, model: Any, event: np.ndarray) -> dict[str, Any]:
-    from firmware import rtl
+    from firmware.rtl import replay
 
-    located = rtl.locate_first_difference(graph, model, event[None])
+    located = replay.locate_first_difference(graph, model, event[None])
     if located.get("layer") is None:
-        inp, traced = rtl.trace_graph(graph, hard_dc=rtl.HARD_DC)
-        located = rtl.locate_first_difference(graph, model, event[None], traced=traced, inp=inp)
+        inp, traced = replay.trace_graph(graph, hard_dc=replay.HARD_DC)
+        located = replay.locate_first_difference(graph, model, event[None], traced=traced, inp=inp)
     if located.get("layer") is None:
         located["stage"] += "; the generated Verilog differs from the traced logic"
     return located

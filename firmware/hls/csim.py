@@ -12,8 +12,6 @@ the first layer whose output differs from the Keras layer output is named.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -28,41 +26,20 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import add_selection_arguments, HardwareConfig, Precision, load_configs
-from firmware.convert import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
-from firmware.stimuli import verification_sets
-from firmware.types import on_grid
+from firmware.config import add_selection_arguments, HardwareConfig, load_configs
+from firmware.hls.project import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
+from firmware.verify.stimuli import verification_sets
+from firmware.verify.verdict import Verdict, compare, remember, remembered
+from smartpix import paths
+from smartpix.cache import content_key
 from smartpix.artifacts import atomic_path, write_json, write_text
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path("build/cache/csim")
-DEFAULT_REPORTS = Path("build/reports")
+DEFAULT_CACHE = paths.CACHE / "csim"
+DEFAULT_REPORTS = paths.REPORTS
 CXXFLAGS = ("-O3", "-std=c++14", "-w")
-
-
-@dataclass
-class Verdict:
-    """The bit-exact verdict of one configuration on one set of events."""
-
-    config: str
-    stimulus: str
-    events: int = 0
-    mismatching_events: int = 0
-    max_lsb_difference: int = 0
-    first_mismatch: dict[str, Any] | None = None
-    first_differing_layer: dict[str, Any] | None = None
-    run_seconds: float = 0.0
-    error: str | None = None
-
-    @property
-    def exact(self) -> bool:
-        return self.error is None and self.events > 0 and self.mismatching_events == 0
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events / self.run_seconds if self.run_seconds > 0 else 0.0
 
 
 @dataclass
@@ -101,23 +78,18 @@ def _include_flags(project: Path) -> list[str]:
             f"-I{firmware}", f"-I{project}"]
 
 
-def build_key(project: Path, cxx: str) -> str:
-    """Content hash of every source the testbench binary is built from, and how."""
-    digest = hashlib.sha256()
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    digest.update(repr((CXXFLAGS, version)).encode())
-    sources = sorted(p for p in (project / "firmware").rglob("*") if p.is_file())
-    for path in sources + [project / TESTBENCH]:
-        digest.update(str(path.relative_to(project)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:20]
+def build_key(project: Path) -> str:
+    """Content key of the testbench binary: every source it is built from, the flags and the compiler."""
+    sources = sorted(p for p in (project / "firmware").rglob("*") if p.is_file()) + [project / TESTBENCH]
+    return content_key(__name__, "csim-build", CXXFLAGS,
+                       [(str(p.relative_to(project)), p) for p in sources])
 
 
 def build_testbench(project: Path, cache_dir: Path = DEFAULT_CACHE) -> tuple[Path, float, bool]:
     """The compiled testbench of `project` (built unless cached): (binary, seconds, cached)."""
     project = Path(project).resolve()
     cxx = compiler()
-    key = build_key(project, cxx)
+    key = build_key(project)
     binary = Path(cache_dir).resolve() / key / "csim"
     if binary.is_file():
         return binary, 0.0, True
@@ -203,33 +175,7 @@ def _describe_exit(code: int, stderr: str) -> str:
     return f"the testbench exited with status {code}" + (f": {tail}" if tail else "")
 
 
-# --------------------------------------------------------------------------- compare
-
-def compare(config: str, stimulus: str, expected: np.ndarray, got: np.ndarray, precision: Precision) -> Verdict:
-    """Equality of raw fixed-point codes, event by event."""
-    verdict = Verdict(config, stimulus, events=len(expected))
-    want = on_grid(expected, precision)
-    if want is None:
-        verdict.error = (f"the QKeras reference is not on the grid of the output type {precision.hls4ml()}: "
-                         f"the output type cannot represent Python's values")
-        return verdict
-    have = on_grid(got, precision)
-    if have is None:
-        verdict.error = f"the testbench wrote values off the grid of {precision.hls4ml()}"
-        return verdict
-    difference = np.abs(have - want.reshape(have.shape))
-    bad = np.flatnonzero(difference.max(axis=1) > 0)
-    verdict.mismatching_events = int(len(bad))
-    verdict.max_lsb_difference = int(difference.max(initial=0))
-    if len(bad):
-        event = int(bad[0])
-        output = int(np.argmax(difference[event]))
-        verdict.first_mismatch = {
-            "event": event, "output": output,
-            "expected": float(expected.reshape(have.shape)[event, output]), "got": float(got[event, output]),
-        }
-    return verdict
-
+# --------------------------------------------------------------------------- locate
 
 def first_differing_layer(project: FirmwareProject, binary: Path, model, event_input: np.ndarray) -> dict[str, Any] | None:
     """Rerun one event with the layer trace and name the first layer that differs from Keras."""
@@ -283,8 +229,10 @@ def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, wo
     try:
         binary, report.build_seconds, report.build_cached = build or build_testbench(project.directory, cache_dir)
         verdict_file = _verdict_cache(cache_dir, binary, config, adversarial, seed)
-        if verdict_file.is_file():
-            return _cached_report(verdict_file, report)
+        known = remembered(verdict_file)
+        if known is not None:
+            report.verdicts, report.verdicts_cached = known, True
+            return report
         model = load_model(Path(config.model) / "model.h5")
         disable_ste(model)
         n_out = int(np.prod(model.output_shape[1:]))
@@ -304,30 +252,19 @@ def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, wo
                     project, binary, model, inputs[verdict.first_mismatch["event"]]
                 )
             report.verdicts.append(verdict)
-        if report.exact:
-            write_json(verdict_file, [asdict(v) for v in report.verdicts])
+        remember(verdict_file, report.verdicts)
     except PipelineError as err:
         report.error = str(err)
     return report
 
 
 def _verdict_cache(cache_dir: Path, binary: Path, config: HardwareConfig, adversarial: bool, seed: int) -> Path:
-    """Where an exact verdict is kept: keyed by the compiled testbench, the reference set, the
-    stimuli and this module, so that a warm run re-verifies only what changed."""
-    digest = hashlib.sha256()
-    digest.update(binary.parent.name.encode())
-    digest.update((Path(config.model) / "reference.npz").read_bytes())
-    digest.update((Path(config.model) / "model.h5").read_bytes())
-    digest.update(repr((adversarial, seed)).encode())
-    for module in (Path(__file__), Path(__file__).with_name("stimuli.py")):
-        digest.update(module.read_bytes())
-    return Path(cache_dir) / "verdicts" / f"{digest.hexdigest()[:24]}.json"
-
-
-def _cached_report(path: Path, report: ConfigReport) -> ConfigReport:
-    report.verdicts = [Verdict(**v) for v in json.loads(path.read_text())]
-    report.verdicts_cached = True
-    return report
+    """Where an exact verdict is kept: keyed by the compiled testbench, the model and its reference
+    events, the stimuli options and the code that compares them."""
+    model = Path(config.model)
+    key = content_key(__name__, "csim-verdict", binary.parent.name, model / "model.h5", model / "reference.npz",
+                      adversarial, seed)
+    return Path(cache_dir) / "verdicts" / f"{key}.json"
 
 
 def verify_configs(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_FIRMWARE_DIR,

@@ -11,7 +11,6 @@ derived and from what.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -24,15 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import add_selection_arguments, HardwareConfig, Precision, load_configs
-from firmware.types import average_pool_precision, quantizer_precision, weight_precision
+from firmware.config import add_selection_arguments, HardwareConfig, load_configs
+from firmware.fixedpoint import Precision
+from firmware.graph import average_pool_precision, quantizer_precision, weight_precision
+from smartpix import paths
+from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
 PROJECT_NAME = "myproject"
-DEFAULT_FIRMWARE_DIR = Path("build/firmware")
+DEFAULT_FIRMWARE_DIR = paths.FIRMWARE
 TESTBENCH_TEMPLATE = Path(__file__).with_name("templates") / "testbench.cpp"
 MANIFEST = "smartpix.json"
 TB_EVENTS = 200  # events written to tb_data/ for the vendor tools' own C simulation
@@ -211,7 +213,7 @@ def _activation_quantizer(layer):
 
 def _check_weights_on_grid(layer, precision: dict[str, Precision]) -> None:
     """Stored weights must already be quantized (the training stage snaps them)."""
-    from firmware.types import on_grid
+    from firmware.fixedpoint import on_grid
 
     keys = [k for k in precision]
     for key, values in zip(keys, layer.get_weights()):
@@ -317,7 +319,7 @@ def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path
     from train.models import disable_ste, load_model
 
     model_dir = Path(model_dir or config.model)
-    out_dir = Path(out_dir or DEFAULT_FIRMWARE_DIR / config.name)
+    out_dir = Path(out_dir or paths.hls_project(DEFAULT_FIRMWARE_DIR, config.name))
     description = read_model_description(model_dir)
     if not description.get("quantized", True):
         raise PipelineError(f"{model_dir}: an unquantized model cannot be made bit-exact; convert a QKeras model")
@@ -378,7 +380,7 @@ def _convert_quietly(model, hls_config, config: HardwareConfig, out_dir: Path):
     else:
         kwargs["part"] = config.part
     if config.backend == "Catapult":
-        from firmware.hls_passes import register_catapult_passes
+        from firmware.hls.passes import register_catapult_passes
 
         register_catapult_passes()
     chatter = io.StringIO()
@@ -506,17 +508,9 @@ def _pin_volatile_content(project: Path, final: Path, fingerprint: str, model_fi
 
 
 def project_fingerprint(config: HardwareConfig, model_dir: Path) -> str:
-    """Hash of everything the project is generated from: the model files, the configuration,
-    this converter, the testbench template and the hls4ml version."""
-    import hls4ml
-
-    digest = hashlib.sha256()
-    digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-    digest.update(hls4ml.__version__.encode())
-    for path in (model_dir / "model.h5", model_dir / "reference.npz", Path(__file__),
-                 TESTBENCH_TEMPLATE, Path(__file__).with_name("types.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """Content key of the project: the configuration, the model files, and this converter with
+    everything it imports (types, passes, templates) and the tool versions."""
+    return content_key(__name__, "hls-project", config.to_dict(), model_dir / "model.h5", model_dir / "reference.npz")
 
 
 def is_current(config: HardwareConfig, out_dir: Path) -> bool:
@@ -538,7 +532,7 @@ def ensure_projects(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_
 
     for config in configs:
         read_model_description(Path(config.model))  # fail early, with one line, on a missing model
-    todo = [c for c in configs if not is_current(c, firmware_dir / c.name)]
+    todo = [c for c in configs if not is_current(c, paths.hls_project(firmware_dir, c.name))]
     for c in configs:
         if c not in todo:
             log.info("%s: project is up to date", c.name)
@@ -547,7 +541,7 @@ def ensure_projects(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_
         # spawn, not fork: a forked copy of a process that has run TensorFlow can crash
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
-            futures = {c.name: pool.submit(_convert_or_error, c, firmware_dir / c.name) for c in todo}
+            futures = {c.name: pool.submit(_convert_or_error, c, paths.hls_project(firmware_dir, c.name)) for c in todo}
             for name, future in futures.items():
                 results[name] = future.result()
     projects: list[FirmwareProject | PipelineError] = []
@@ -555,7 +549,7 @@ def ensure_projects(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_
         if c.name in results:
             projects.append(results[c.name])
         else:
-            projects.append(_existing_project(c, firmware_dir / c.name))
+            projects.append(_existing_project(c, paths.hls_project(firmware_dir, c.name)))
     return projects
 
 
@@ -567,7 +561,7 @@ def _convert_or_error(config: HardwareConfig, out_dir: Path) -> FirmwareProject 
 
 
 def _existing_project(config: HardwareConfig, out_dir: Path) -> FirmwareProject:
-    from firmware.config import parse_precision
+    from firmware.fixedpoint import parse_precision
 
     manifest = json.loads((out_dir / MANIFEST).read_text())
     return FirmwareProject(

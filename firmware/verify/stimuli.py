@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.config import Precision
+from firmware.fixedpoint import Precision
 from smartpix.errors import PipelineError
 
 
@@ -65,7 +65,7 @@ def midpoint_events(model, input_precision: Precision, rng: np.random.Generator,
     exact rounding midpoints most often."""
     import tensorflow as tf
 
-    from firmware.types import quantizer_precision
+    from firmware.graph import quantizer_precision
 
     shape = tuple(int(d) for d in model.input_shape[1:])
     lsb, low, high = input_grid(input_precision)

@@ -68,13 +68,14 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr
 
+from smartpix import paths
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
 from train.dataset import LABEL_COLUMNS, N_TIME_SLICES, write_pair
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path("build/data/synthetic")
+DEFAULT_OUT = paths.DATA
 _CHUNK = 512  # events per vectorized block: big enough for numpy, small enough for the cache
 _SIGMA_WINDOW = 4.5  # Gaussian tails beyond 4.5 sigma (3e-6 per side) fold into the window edge pixels
 _MIN_CONTRIBUTION = 0.01  # electrons; smaller pieces of a segment's charge are dropped
@@ -454,7 +455,7 @@ def generate_dataset(out_dir: Path, n_files: int, events_per_file: int, seed: in
             charge, labels = simulate(events_per_file, file_seed(seed, i), geometry)
             write_pair(tmp, tag, charge, labels)
         write_json(tmp / "dataset.json", {
-            "generator": "train.simulate",
+            "generator": "train.generator",
             "seed": int(seed),
             "files": int(n_files),
             "events_per_file": int(events_per_file),

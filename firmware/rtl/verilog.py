@@ -1,0 +1,254 @@
+"""Open RTL flow, step 2: the replayed model written as a Verilog project by da4ml, pipelined at
+a number of adder levels per clock cycle; the project records how to drive its top module."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware.rtl.replay import HARD_DC, FixedFormat, ReplayGraph, comb_logic, extract_graph, trace_graph
+from smartpix.artifacts import atomic_dir, write_json
+from smartpix.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+PROJECT_FILE = "project.json"
+# Estimated delay of one adder level (LUT + carry chain + routing) on 7-series / UltraScale+
+# fabric; sets the default number of adder levels per pipeline stage from the clock period.
+ADDER_LEVEL_NS = 1.0
+
+
+@dataclass
+class RtlProject:
+    """A generated Verilog project: where its files are and how to drive its top module.
+
+    The top module (`top`, da4ml's I/O wrapper around `core`) takes `model_inp`, element i of the
+    flattened input at bits [i*w, (i+1)*w) with w = inputs[i].width, and gives `model_out` the same
+    way. Pipelined designs have a `clk` port: an event presented before a rising edge appears on
+    `model_out` after `latency_cycles` rising edges, one event per cycle (II = 1). A combinational
+    design (latency_cycles = 0) has no clock.
+    """
+
+    path: Path
+    top: str
+    core: str
+    verilog: tuple[Path, ...]
+    inputs: tuple[FixedFormat, ...]
+    outputs: tuple[FixedFormat, ...]
+    latency_cycles: int
+    stages: int
+    clock_period_ns: float
+    latency_cutoff: float
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    model_name: str
+    content_hash: str
+    estimated_luts: float
+    layers: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clocked(self) -> bool:
+        return self.latency_cycles > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path)
+        data["verilog"] = [str(p.relative_to(self.path)) for p in self.verilog]
+        data["inputs"] = _compress_formats(self.inputs)
+        data["outputs"] = _compress_formats(self.outputs)
+        data["input_shape"] = list(self.input_shape)
+        data["output_shape"] = list(self.output_shape)
+        return data
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RtlProject":
+        """Read a project written by `build_rtl` (its project.json)."""
+        path = Path(path)
+        file = path / PROJECT_FILE
+        if not file.is_file():
+            raise PipelineError(f"{file}: no RTL project here (run the Verilog generation first)")
+        try:
+            data = json.loads(file.read_text())
+            return cls(
+                path=path,
+                top=data["top"],
+                core=data["core"],
+                verilog=tuple(path / p for p in data["verilog"]),
+                inputs=_expand_formats(data["inputs"]),
+                outputs=_expand_formats(data["outputs"]),
+                latency_cycles=int(data["latency_cycles"]),
+                stages=int(data["stages"]),
+                clock_period_ns=float(data["clock_period_ns"]),
+                latency_cutoff=float(data["latency_cutoff"]),
+                input_shape=tuple(data["input_shape"]),
+                output_shape=tuple(data["output_shape"]),
+                model_name=data["model_name"],
+                content_hash=data["content_hash"],
+                estimated_luts=float(data["estimated_luts"]),
+                layers=list(data.get("layers", [])),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise PipelineError(f"{file}: malformed project file ({err})") from err
+
+
+def _compress_formats(formats: Sequence[FixedFormat]) -> dict[str, Any]:
+    """Per-element formats as JSON; runs of equal formats are stored once with a count."""
+    runs: list[dict[str, Any]] = []
+    for fmt in formats:
+        if runs and runs[-1]["format"] == fmt.to_dict():
+            runs[-1]["count"] += 1
+        else:
+            runs.append({"format": fmt.to_dict(), "count": 1})
+    return {"elements": len(formats), "runs": runs}
+
+
+def _expand_formats(data: dict[str, Any]) -> tuple[FixedFormat, ...]:
+    out: list[FixedFormat] = []
+    for run in data["runs"]:
+        out.extend([FixedFormat(**run["format"])] * int(run["count"]))
+    return tuple(out)
+
+
+def load_quantized_model(model_dir_or_model: Any) -> Any:
+    """A QKeras model, or the one saved in a trained model directory (its model.h5)."""
+    if isinstance(model_dir_or_model, (str, Path)):
+        from train.models import load_model
+
+        path = Path(model_dir_or_model)
+        h5 = path / "model.h5" if path.is_dir() else path
+        if not h5.is_file():
+            raise PipelineError(f"{h5}: no trained model (expected model.h5 in the model directory)")
+        return load_model(h5)
+    return model_dir_or_model
+
+
+def default_latency_cutoff(clock_period_ns: float) -> float:
+    """Adder levels per pipeline stage that fit the clock period (an estimate, see ADDER_LEVEL_NS)."""
+    return float(max(1, math.floor(clock_period_ns / ADDER_LEVEL_NS)))
+
+
+def _verilog_name(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return clean if clean and clean[0].isalpha() else f"m_{clean}"
+
+
+def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5.0,
+              latency_cutoff: float | None = None, *, hard_dc: int = HARD_DC) -> RtlProject:
+    """Replay the model on da4ml variables and write its Verilog project to `out_dir` (atomically).
+
+    `latency_cutoff` is the number of adder levels per pipeline stage (None: from the clock
+    period; 0 or less: one combinational block without registers). Same model, same options ->
+    byte-identical files."""
+    from da4ml.codegen.rtl.verilog import comb_logic_gen, generate_io_wrapper
+    from da4ml.codegen.rtl.verilog.pipeline import pipeline_logic_gen
+    from da4ml.trace.pipeline import to_pipeline
+    import da4ml.codegen.rtl as rtl_pkg
+
+    if clock_period_ns <= 0:
+        raise PipelineError(f"clock period must be positive, got {clock_period_ns} ns")
+    cutoff = default_latency_cutoff(clock_period_ns) if latency_cutoff is None else float(latency_cutoff)
+    if 0 < cutoff < 1:
+        raise PipelineError(f"latency cutoff {cutoff}: at least one adder level per stage (or 0 for combinational)")
+    model = load_quantized_model(model_dir_or_model)
+    graph = extract_graph(model)
+    start = time.perf_counter()
+    inp, traced = trace_graph(graph, latency_cutoff=cutoff if cutoff > 0 else -1, hard_dc=hard_dc)
+    out = traced[graph.output]
+    comb = comb_logic(inp, out)
+    log.info("traced %s in %.1f s: %d operations, estimated %d LUTs", graph.model_name,
+             time.perf_counter() - start, len(comb.ops), round(comb.cost))
+
+    name = _verilog_name(graph.model_name)
+    files: dict[str, str] = {}
+    if cutoff > 0:
+        # The trace already starts every operation that would straddle a stage boundary at the
+        # boundary (the cutoff is in its HWConfig), so da4ml's retiming search gains nothing.
+        pipe = to_pipeline(comb, cutoff, retiming=False, verbose=False)
+        files.update({f"{k}.v": v for k, v in pipeline_logic_gen(pipe, name, print_latency=True).items()})
+        files[f"{name}_wrapper.v"] = generate_io_wrapper(pipe, name, True)
+        stages = len(pipe.solutions)
+        latency_cycles = stages + 1  # input register, one register per stage boundary, output register
+        in_qint, out_qint = pipe.inp_qint, pipe.out_qint
+    else:
+        files[f"{name}.v"] = comb_logic_gen(comb, name, print_latency=True, timescale="`timescale 1 ns / 1 ps")
+        files[f"{name}_wrapper.v"] = generate_io_wrapper(comb, name, False)
+        stages, latency_cycles = 0, 0
+        in_qint, out_qint = comb.inp_qint, comb.out_qint
+    if any(op.opcode == 8 for op in comb.ops):
+        raise PipelineError("the traced design uses lookup tables, which this flow does not emit")
+
+    inputs = _port_formats(in_qint)
+    outputs = _port_formats(out_qint)
+    expected_in = graph.input.input_format()
+    if inputs[0] != expected_in:
+        log.debug("input port words %s (quantizer format %s)", inputs[0], expected_in)
+
+    static_dir = Path(rtl_pkg.__file__).parent / "verilog" / "source"
+    # only the library modules the design instantiates (lookup_table.v reads a memory file)
+    used_text = "\n".join(files.values())
+    statics = sorted(p.name for p in static_dir.glob("*.v") if re.search(rf"\b{p.stem}\s+#", used_text))
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "src" / "static").mkdir(parents=True)
+        for static in statics:
+            shutil.copyfile(static_dir / static, tmp / "src" / "static" / static)
+        for fname in sorted(files):
+            (tmp / "src" / fname).write_text(files[fname])
+        order = ([Path("src/static") / s for s in statics]
+                 + [Path("src") / f for f in sorted(files) if f not in (f"{name}.v", f"{name}_wrapper.v")]
+                 + [Path("src") / f"{name}.v", Path("src") / f"{name}_wrapper.v"])
+        digest = hashlib.sha256()
+        for rel in order:
+            digest.update(str(rel).encode() + b"\0" + (tmp / rel).read_bytes())
+        project = RtlProject(
+            path=out_dir, top=f"{name}_wrapper", core=name, verilog=tuple(out_dir / rel for rel in order),
+            inputs=inputs, outputs=outputs, latency_cycles=latency_cycles, stages=stages,
+            clock_period_ns=float(clock_period_ns), latency_cutoff=cutoff,
+            input_shape=graph.input.out_shape, output_shape=graph.node(graph.output).out_shape,
+            model_name=graph.model_name, content_hash=digest.hexdigest(), estimated_luts=float(comb.cost),
+            layers=_layer_summary(graph, traced),
+        )
+        # no absolute path inside: the project can move, and equal models give equal bytes
+        write_json(tmp / PROJECT_FILE, {k: v for k, v in project.to_dict().items() if k != "path"})
+    log.info("wrote %s: top %s, %d stages (%d cycles at %.3g ns), %d inputs, %d outputs", out_dir,
+             project.top, stages, latency_cycles, clock_period_ns, len(inputs), len(outputs))
+    return project
+
+
+def _port_formats(qints: Sequence[Any]) -> tuple[FixedFormat, ...]:
+    """The uniform words of da4ml's I/O wrapper: every element aligned to the finest LSB and
+    extended to the widest integer part (sign-extended when any element is signed)."""
+    from da4ml.cmvm.types import _minimal_kif
+
+    kifs = [_minimal_kif(q) for q in qints]
+    k = max(int(x[0]) for x in kifs)
+    i = max(int(x[1]) for x in kifs)
+    f = max(int(x[2]) for x in kifs)
+    fmt = FixedFormat.from_kif(k, i, f)
+    return tuple([fmt] * len(kifs))
+
+
+def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str, Any]]:
+    summary = []
+    for node in graph.nodes:
+        item = node.describe()
+        arr = traced.get(node.name)
+        if arr is not None:
+            kif = np.asarray(arr.kif).reshape(3, -1)
+            item["max_format"] = str(FixedFormat.from_kif(int(kif[0].max()), int(kif[1].max()), int(kif[2].max())))
+        summary.append(item)
+    return summary
+
+
