@@ -1,0 +1,129 @@
+"""The command line on bad input: one line on stderr naming the file and the column or key,
+exit code 2, no traceback, and nothing half-written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from smartpix.cli import main
+from tests.test_dataset import corrupt_column_chunk
+from train import dataset as D
+from train.simulate import generate_dataset
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("generated") / "synthetic"
+    generate_dataset(out, n_files=4, events_per_file=40, seed=1)
+    return out
+
+
+@pytest.fixture
+def data(generated: Path, tmp_path: Path) -> Path:
+    """A private copy of the generated dataset, free to damage."""
+    return Path(shutil.copytree(generated, tmp_path / "data"))
+
+
+def split(data: Path, which: str) -> D.FilePair:
+    """The first file of a split, as `smartpix train` (seed 1) splits `data`."""
+    train, val, test = D.split_files(D.discover(data), seed=1)
+    return {"train": train, "val": val, "test": test}[which][0]
+
+
+def run(capsys, *argv: str) -> tuple[int, list[str]]:
+    """Exit code and stderr lines of `smartpix argv`; a traceback on stderr fails the test."""
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err.splitlines()
+
+
+def train_argv(data: Path, out: Path) -> list[str]:
+    return ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "16"]
+
+
+def set_value(path: Path, column: str, event: int, value: float | None) -> None:
+    """Rewrite one value of a parquet file (None: a missing value), in the project's format."""
+    table = pq.read_table(path)
+    values = table.column(column).to_pylist()
+    values[event] = value
+    table = table.set_column(table.schema.get_field_index(column), column, pa.array(values, type=pa.float32()))
+    pq.write_table(table, path, **D.PARQUET_WRITE_OPTIONS)
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not out.exists()
+    if out.parent.exists():
+        assert not [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+# --------------------------------------------------------------------------------------------
+# training data
+
+
+@pytest.mark.parametrize("which, file, column, event, value, problem", [
+    ("train", "recon", "5323", 3, np.nan, "nan in pixel column '5323' (event 3)"),
+    ("train", "recon", "100", 0, np.inf, "inf in pixel column '100' (event 0)"),
+    ("train", "recon", "200", 5, None, "missing value in pixel column '200' (event 5)"),
+    ("train", "labels", "cotBeta", 7, np.nan, "nan in label column 'cotBeta' (event 7)"),
+    ("train", "labels", "x-midplane", 2, None, "missing value in label column 'x-midplane' (event 2)"),
+    ("val", "labels", "y-midplane", 11, -np.inf, "-inf in label column 'y-midplane' (event 11)"),
+    ("test", "recon", "5400", 39, np.nan, "nan in pixel column '5400' (event 39)"),
+    ("train", "recon", "5323", 4, -25.0,
+     "negative charge -25 electrons in pixel column '5323' (event 4); collected charge cannot be negative"),
+    ("val", "recon", "150", 9, 1e12,
+     "charge 1e+12 electrons in pixel column '150' (event 9) is above the physical ceiling of 1e+07 electrons "
+     "per pixel (wrong units or a corrupt value)"),
+])
+def test_bad_values_stop_training_before_the_first_epoch(capsys, data, tmp_path, which, file, column, event,
+                                                         value, problem):
+    pair = split(data, which)
+    path = pair.recon if file == "recon" else pair.labels
+    set_value(path, column, event, value)
+    out = tmp_path / "models" / "baseline"
+    code, lines = run(capsys, *train_argv(data, out))
+    assert code == 2
+    assert lines == [f"error: {path}: {problem}"]
+    assert_nothing_written(out)
+
+
+def busiest_read_column(path: Path) -> str:
+    """The column read by default whose chunk is the largest (its middle is page data)."""
+    row_group = pq.ParquetFile(path).metadata.row_group(0)
+    return max(D.DataOptions().pixel_columns(), key=lambda c: row_group.column(int(c)).total_compressed_size)
+
+
+def test_a_corrupt_page_stops_training_with_the_file_named(capsys, data, tmp_path):
+    path = split(data, "train").recon
+    column = busiest_read_column(path)
+    corrupt_column_chunk(path, column)
+    out = tmp_path / "models" / "baseline"
+    code, lines = run(capsys, *train_argv(data, out))
+    assert code == 2
+    assert lines == [f"error: {path}: cannot read pixel column '{column}' (could not verify page integrity, "
+                     "CRC checksum verification failed for page_ordinal 0)"]
+    assert_nothing_written(out)
+
+
+@pytest.mark.slow
+def test_a_file_that_fails_while_training_is_one_line_too(capsys, data, tmp_path, monkeypatch):
+    # as if the file had been damaged after the check before training: the error now comes
+    # from inside the tf.data generator, in the middle of the epoch
+    monkeypatch.setattr(D, "check_values", lambda pairs, options: None)
+    path = split(data, "train").recon
+    column = busiest_read_column(path)
+    corrupt_column_chunk(path, column)
+    out = tmp_path / "models" / "baseline"
+    code, lines = run(capsys, *train_argv(data, out))
+    assert code == 2
+    assert [line for line in lines if line.startswith("error:")] == [
+        f"error: {path}: cannot read pixel column '{column}' (could not verify page integrity, "
+        "CRC checksum verification failed for page_ordinal 0)"]
+    assert lines[-1].startswith("error:")
+    assert_nothing_written(out)
