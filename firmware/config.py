@@ -159,13 +159,48 @@ _FIELDS = {f.name: f for f in dataclasses.fields(HardwareConfig) if f.name != "s
 _REQUIRED = ("name", "model", "backend", "part", "clock_period_ns")
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first_line: int, line: int) -> None:
+        where = f"on line {line}" if line == first_line else f"(lines {first_line} and {line})"
+        super().__init__(f"key {key!r} appears twice {where}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a mapping key given twice: PyYAML keeps the last one silently, so a
+    setting pasted twice would quietly override the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *base' then overriding a key of base is the point of merges
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base constructor reports it
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path) -> HardwareConfig:
     """Load and validate one YAML configuration; every error names the file and the key."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"configuration {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = err.object.count(b"\n", 0, err.start) + 1
+        raise PipelineError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at line {line})") from None
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as err:
+        raise PipelineError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
@@ -204,13 +239,19 @@ def config_from_dict(data: dict[str, Any], path: Path | str = "<config>") -> Har
     if isinstance(path, Path) and path.stem != name:
         raise PipelineError(f"{where}: key 'name' is {name!r} but the file is named {path.name!r}; make them agree")
     clock = expect("clock_period_ns", (int, float), "a positive number of nanoseconds")
-    if clock <= 0:
-        raise PipelineError(f"{where}: key 'clock_period_ns' must be positive, got {clock}")
+    if not 0 < clock < float("inf"):  # NaN fails both comparisons
+        raise PipelineError(f"{where}: key 'clock_period_ns' must be positive and finite, got {clock}")
+    model = expect("model", str, "a path to a trained model directory")
+    part = expect("part", str, "an FPGA part or ASIC technology name")
+    # an empty path would be the working directory, an empty part the vendor tool's default
+    for key, value in (("model", model), ("part", part)):
+        if not value.strip():
+            raise PipelineError(f"{where}: key {key!r} is empty")
     kwargs: dict[str, Any] = {
         "name": name,
-        "model": Path(expect("model", str, "a path to a trained model directory")),
+        "model": Path(model),
         "backend": choice("backend", BACKENDS),
-        "part": expect("part", str, "an FPGA part or ASIC technology name"),
+        "part": part,
         "clock_period_ns": float(clock),
         "source": Path(path) if isinstance(path, Path) else None,
     }
@@ -243,13 +284,21 @@ def _parse_overrides(raw: Any, where: str) -> dict[str, LayerOverride]:
         key = f"layer_overrides.{layer}"
         if not isinstance(settings, dict):
             raise PipelineError(f"{where}: key {key!r} must be a mapping with {', '.join(LAYER_OVERRIDE_KEYS)}")
-        unknown = sorted(set(settings) - set(LAYER_OVERRIDE_KEYS))
+        unknown = sorted(str(k) for k in set(settings) - set(LAYER_OVERRIDE_KEYS))
         if unknown:
             raise PipelineError(
                 f"{where}: unknown key '{key}.{unknown[0]}'; allowed: {', '.join(LAYER_OVERRIDE_KEYS)}"
             )
+        raw_precision = settings.get("precision")
+        if raw_precision is None:
+            raw_precision = {}
+        if not isinstance(raw_precision, dict):
+            raise PipelineError(
+                f"{where}: key '{key}.precision' must map keys such as result or accum to precision strings "
+                f"(e.g. {{accum: 'ap_fixed<18,5>'}}), got {raw_precision!r}"
+            )
         precision = {}
-        for pkey, text in (settings.get("precision") or {}).items():
+        for pkey, text in raw_precision.items():
             if pkey not in PRECISION_KEYS:
                 raise PipelineError(
                     f"{where}: unknown key '{key}.precision.{pkey}'; allowed: {', '.join(PRECISION_KEYS)}"

@@ -127,3 +127,30 @@ def test_a_file_that_fails_while_training_is_one_line_too(capsys, data, tmp_path
         "CRC checksum verification failed for page_ordinal 0)"]
     assert lines[-1].startswith("error:")
     assert_nothing_written(out)
+
+
+# --------------------------------------------------------------------------------------------
+# hardware configurations
+
+
+CONFIG = "name: example\nmodel: build/models/baseline\nbackend: Vitis\npart: xcvu13p-flga2577-2-e\nclock_period_ns: 5\n"
+
+
+@pytest.mark.parametrize("text, problem", [
+    (CONFIG.encode() + b"description: caf\xe9\n", "not UTF-8 text (byte 0xe9 at line 6)"),
+    (CONFIG.encode() + b"clock_period_ns: 4\n", "key 'clock_period_ns' appears twice (lines 5 and 6)"),
+    (CONFIG.replace("5\n", ".nan\n").encode(), "key 'clock_period_ns' must be positive and finite, got nan"),
+    (CONFIG.replace("xcvu13p-flga2577-2-e", '" "').encode(), "key 'part' is empty"),
+    (CONFIG.encode() + b"layer_overrides: {dense_1: {precision: 'ap_fixed<8,3>'}}\n",
+     "key 'layer_overrides.dense_1.precision' must map keys such as result or accum to precision strings "
+     "(e.g. {accum: 'ap_fixed<18,5>'}), got 'ap_fixed<8,3>'"),
+])
+def test_bad_configurations_are_one_line(capsys, tmp_path, text, problem):
+    path = tmp_path / "configs" / "example.yml"
+    path.parent.mkdir()
+    path.write_bytes(text)
+    out = tmp_path / "firmware"
+    code, lines = run(capsys, "firmware", "--config-dir", str(path.parent), "--firmware-dir", str(out))
+    assert code == 2
+    assert lines == [f"error: {path}: {problem}"]
+    assert not out.exists()
