@@ -3,7 +3,11 @@ exit code 2, no traceback, and nothing half-written."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from smartpix import artifacts
 from smartpix.cli import main
 from tests.test_dataset import corrupt_column_chunk
 from train import dataset as D
@@ -154,3 +159,94 @@ def test_bad_configurations_are_one_line(capsys, tmp_path, text, problem):
     assert code == 2
     assert lines == [f"error: {path}: {problem}"]
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# temporaries: never left behind by a failure, swept when a killed run left them
+
+
+def dead_pid() -> int:
+    """The process id of a process that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_sweep_removes_only_temporaries_of_dead_writers_on_this_host(tmp_path):
+    dead, live = dead_pid(), os.getpid()
+    stale_file = tmp_path / f".model.h5.{dead}@{artifacts._HOST}.k2j4_x9q.tmp"
+    stale_dir = tmp_path / f".baseline.{dead}@{artifacts._HOST}.a8b7c6d5_old.tmp"
+    kept = [
+        tmp_path / f".model.h5.{live}@{artifacts._HOST}.q1w2e3r4.tmp",  # a writer still running
+        tmp_path / f".model.h5.{dead}@other-host.q1w2e3r4.tmp",  # another host's process
+        tmp_path / ".model.h5.q1w2e3r4.tmp",  # no writer recorded
+        tmp_path / "model.h5",
+    ]
+    stale_file.write_text("half")
+    stale_dir.mkdir()
+    (stale_dir / "inside").write_text("half")
+    for path in kept:
+        path.write_text("keep")
+    removed = artifacts.sweep_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted([stale_file, stale_dir])
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert artifacts.sweep_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_rerun_sweeps_what_a_killed_run_left(tmp_path):
+    stale = tmp_path / f".metrics.json.{dead_pid()}@{artifacts._HOST}.abcd1234.tmp"
+    stale.write_text("{")
+    artifacts.write_json(tmp_path / "other.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json"]
+    stale_dir = tmp_path / f".model.{dead_pid()}@{artifacts._HOST}.abcd1234.tmp"
+    stale_dir.mkdir()
+    with artifacts.atomic_dir(tmp_path / "model") as tmp:
+        assert tmp.name.startswith(f".model.{os.getpid()}@{artifacts._HOST}.") and tmp.name.endswith(".tmp")
+        (tmp / "weights").write_text("w")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "other.json"]
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(ValueError), artifacts.atomic_path(target) as tmp:
+        tmp.write_text("new")
+        raise ValueError("the body failed")
+    assert sorted(tmp_path.iterdir()) == [target] and target.read_text() == "old"
+
+    def replace(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError) as err:
+        artifacts.write_text(target, "new")
+    assert err.value.artifact == str(target)
+    assert sorted(tmp_path.iterdir()) == [target] and target.read_text() == "old"
+
+
+def test_atomic_dir_keeps_the_old_folder_when_the_new_one_cannot_take_its_place(tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == target and Path(src).name.endswith(".tmp") and not Path(src).name.endswith("_old.tmp"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(src), None, str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError) as err, artifacts.atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("new")
+    assert err.value.artifact == str(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (target / "weights").read_text() == "old"
+
+
+def test_errors_inside_a_temporary_folder_name_the_final_path(tmp_path):
+    target = tmp_path / "project"
+    with pytest.raises(NotADirectoryError) as err, artifacts.atomic_dir(target) as tmp:
+        (tmp / "file").write_text("")
+        (tmp / "file" / "sub.txt").write_text("")  # a real ENOTDIR, named inside the temporary
+    assert err.value.artifact == str(target / "file" / "sub.txt")
+    assert list(tmp_path.iterdir()) == []
