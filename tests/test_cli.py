@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from smartpix import artifacts
-from smartpix.cli import main
+from smartpix.cli import main, os_error_message
 from tests.test_dataset import corrupt_column_chunk
 from train import dataset as D
 from train.simulate import generate_dataset
@@ -162,6 +162,71 @@ def test_bad_configurations_are_one_line(capsys, tmp_path, text, problem):
 
 
 # --------------------------------------------------------------------------------------------
+# output folders that cannot be written
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_generate_into_a_path_below_a_file(capsys, tmp_path):
+    (tmp_path / "file").write_text("not a folder\n")
+    out = tmp_path / "file" / "sub"
+    code, lines = run(capsys, "generate", "--out", str(out), "--files", "3", "--events-per-file", "5")
+    assert code == 2
+    assert lines == [f"error: cannot write {out}: Not a directory"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_train_into_a_path_below_a_file(capsys, data, tmp_path):
+    (tmp_path / "file").write_text("not a folder\n")
+    out = tmp_path / "file" / "models" / "baseline"
+    code, lines = run(capsys, *train_argv(data, out))
+    assert code == 2
+    assert lines == [f"error: cannot write {out}: Not a directory"]
+
+
+@pytest.mark.parametrize("code_", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_generate_onto_a_full_or_read_only_disk(capsys, tmp_path, monkeypatch, code_):
+    out = tmp_path / "synthetic"
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        # what the system says when the finished dataset is moved into place
+        if Path(dst) == out:
+            raise OSError(code_, os.strerror(code_), str(src), None, str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    code, lines = run(capsys, "generate", "--out", str(out), "--files", "3", "--events-per-file", "5")
+    assert code == 2
+    assert lines == [f"error: cannot write {out}: {os.strerror(code_)}"]
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_full_disk_while_writing_names_the_final_file(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "synthetic"
+    real_write_table = pq.write_table
+
+    def write_table(table, where, **kwargs):
+        if Path(where).name.startswith(".labels_s1_0001.parquet."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a failed write() names no file
+        real_write_table(table, where, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+    code, lines = run(capsys, "generate", "--out", str(out), "--files", "3", "--events-per-file", "5")
+    assert code == 2
+    assert lines == [f"error: cannot write {out / 'labels_s1_0001.parquet'}: No space left on device"]
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_verbose_keeps_the_traceback(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError):
+        main(["--verbose", "generate", "--out", str(tmp_path / "file" / "sub"), "--files", "3"])
+
+
+# --------------------------------------------------------------------------------------------
 # temporaries: never left behind by a failure, swept when a killed run left them
 
 
@@ -250,3 +315,11 @@ def test_errors_inside_a_temporary_folder_name_the_final_path(tmp_path):
         (tmp / "file" / "sub.txt").write_text("")  # a real ENOTDIR, named inside the temporary
     assert err.value.artifact == str(target / "file" / "sub.txt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_os_errors_outside_artifacts_are_one_line_too():
+    assert os_error_message(FileNotFoundError(errno.ENOENT, "No such file or directory", "g++")) == \
+        "g++: No such file or directory"
+    assert os_error_message(OSError(errno.ENOSPC, "No space left on device", "/a/.x.tmp", None, "/a/x")) == \
+        "cannot write /a/x: No space left on device"
+    assert os_error_message(OSError(errno.EIO, "Input/output error")) == "Input/output error"
