@@ -186,6 +186,25 @@ def test_train_into_a_path_below_a_file(capsys, data, tmp_path):
     assert lines == [f"error: cannot write {out}: Not a directory"]
 
 
+@pytest.mark.parametrize("code_", [errno.EROFS, errno.EACCES])
+def test_train_into_a_read_only_folder(capsys, data, tmp_path, monkeypatch, code_):
+    out = tmp_path / "models" / "baseline"
+    out.parent.mkdir()
+    real_mkdir = os.mkdir
+
+    def mkdir(path, mode=0o777, **kwargs):
+        # what the system says when the model's temporary folder is created beside it
+        if Path(path).parent == out.parent and Path(path).name.startswith(".baseline."):
+            raise OSError(code_, os.strerror(code_), str(path))
+        real_mkdir(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    code, lines = run(capsys, *train_argv(data, out))
+    assert code == 2
+    assert lines == [f"error: cannot write {out}: {os.strerror(code_)}"]
+    assert list(out.parent.iterdir()) == []
+
+
 @pytest.mark.parametrize("code_", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 def test_generate_onto_a_full_or_read_only_disk(capsys, tmp_path, monkeypatch, code_):
     out = tmp_path / "synthetic"
