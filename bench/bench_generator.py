@@ -1,7 +1,7 @@
 """Synthetic generator throughput (full 3D output), against a naive per-event loop of the
 same physical model, in one run.
 
-- vectorized: train.simulate.simulate (draw + transport + sharing + time + readout);
+- vectorized: train.generator.simulate (draw + transport + sharing + time + readout);
 - naive baseline: the same drawn tracks, then for each event and each depth segment the
   closed-form sharing over every pixel boundary, added into the segment's slice, cumulated
   and read out; its output is checked against the vectorized one (equal to 1 electron);

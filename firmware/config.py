@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from firmware.fixedpoint import Precision, parse_precision
 from smartpix import paths
 from smartpix.errors import PipelineError
+from smartpix.yamlfile import read_mapping
 
 BACKENDS = ("Vivado", "Vitis", "Catapult")
 IO_TYPES = ("io_parallel", "io_stream")
@@ -87,17 +86,7 @@ _REQUIRED = ("name", "model", "backend", "part", "clock_period_ns")
 def load_config(path: str | Path) -> HardwareConfig:
     """Load and validate one YAML configuration; every error names the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"configuration {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark else ""
-        raise PipelineError(f"{path}: not valid YAML{line}") from None
-    if not isinstance(data, dict):
-        raise PipelineError(f"{path}: expected a mapping of configuration keys, got {type(data).__name__}")
-    return config_from_dict(data, path)
+    return config_from_dict(read_mapping(path, "configuration"), path)
 
 
 def config_from_dict(data: dict[str, Any], path: Path | str = "<config>") -> HardwareConfig:
@@ -129,13 +118,19 @@ def config_from_dict(data: dict[str, Any], path: Path | str = "<config>") -> Har
     if isinstance(path, Path) and path.stem != name:
         raise PipelineError(f"{where}: key 'name' is {name!r} but the file is named {path.name!r}; make them agree")
     clock = expect("clock_period_ns", (int, float), "a positive number of nanoseconds")
-    if clock <= 0:
-        raise PipelineError(f"{where}: key 'clock_period_ns' must be positive, got {clock}")
+    if not 0 < clock < float("inf"):  # NaN fails both comparisons
+        raise PipelineError(f"{where}: key 'clock_period_ns' must be positive and finite, got {clock}")
+    model = expect("model", str, "a path to a trained model directory")
+    part = expect("part", str, "an FPGA part or ASIC technology name")
+    # an empty path would be the working directory, an empty part the vendor tool's default
+    for key, value in (("model", model), ("part", part)):
+        if not value.strip():
+            raise PipelineError(f"{where}: key {key!r} is empty")
     kwargs: dict[str, Any] = {
         "name": name,
-        "model": paths.from_root(expect("model", str, "a path to a trained model directory")),
+        "model": paths.from_root(model),
         "backend": choice("backend", BACKENDS),
-        "part": expect("part", str, "an FPGA part or ASIC technology name"),
+        "part": part,
         "clock_period_ns": float(clock),
         "source": Path(path) if isinstance(path, Path) else None,
     }
@@ -168,13 +163,21 @@ def _parse_overrides(raw: Any, where: str) -> dict[str, LayerOverride]:
         key = f"layer_overrides.{layer}"
         if not isinstance(settings, dict):
             raise PipelineError(f"{where}: key {key!r} must be a mapping with {', '.join(LAYER_OVERRIDE_KEYS)}")
-        unknown = sorted(set(settings) - set(LAYER_OVERRIDE_KEYS))
+        unknown = sorted(str(k) for k in set(settings) - set(LAYER_OVERRIDE_KEYS))
         if unknown:
             raise PipelineError(
                 f"{where}: unknown key '{key}.{unknown[0]}'; allowed: {', '.join(LAYER_OVERRIDE_KEYS)}"
             )
+        raw_precision = settings.get("precision")
+        if raw_precision is None:
+            raw_precision = {}
+        if not isinstance(raw_precision, dict):
+            raise PipelineError(
+                f"{where}: key '{key}.precision' must map keys such as result or accum to precision strings "
+                f"(e.g. {{accum: 'ap_fixed<18,5>'}}), got {raw_precision!r}"
+            )
         precision = {}
-        for pkey, text in (settings.get("precision") or {}).items():
+        for pkey, text in raw_precision.items():
             if pkey not in PRECISION_KEYS:
                 raise PipelineError(
                     f"{where}: unknown key '{key}.precision.{pkey}'; allowed: {', '.join(PRECISION_KEYS)}"

@@ -1,58 +1,162 @@
 """Artifacts are written to a temporary name and renamed, so an interrupted run never leaves a
-half-written file that a later stage would trust."""
+half-written file that a later stage would trust.
+
+A temporary name carries its writer's process id and host, `.<name>.<pid>@<host>.<random>.tmp`:
+what a killed run left behind (its process is gone) is removed by the next write into the same
+folder, while the temporaries of runs still going, here or on another host sharing the folder,
+are left alone. On failure, the OSError names the artifact by its final path (`err.artifact`),
+not by its temporary name."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63] or "localhost"
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[a-z0-9_]+\.tmp$")
+
+
+def _prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}@{_HOST}."
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except (OverflowError, ValueError):
+        return False  # not a possible process id
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def sweep_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files and folders in `folder` whose writer, a process on this host,
+    is gone (a run that was killed); return what was removed. Anything else is kept, and a
+    temporary that cannot be removed is skipped: sweeping never fails a write."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None or match["host"] != _HOST or _alive(int(match["pid"])):
+            continue
+        path = Path(entry.path)
+        _remove(path)
+        if not os.path.lexists(path):
+            removed.append(path)
+    if removed:
+        log.info("removed %d temporaries left by killed runs in %s", len(removed), folder)
+    return removed
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:
+        # mkdir says 'File exists' when the folder is a file: the problem is that it is not a folder
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), err.filename) from None
+
+
+def _name_artifact(err: OSError, tmp: Path | None, target: Path) -> None:
+    """Set `err.artifact` to the final path of what failed to be written: the error's own
+    file name is the temporary one, or none at all for a failed write() or close()."""
+    named = getattr(err, "artifact", None) or err.filename
+    if tmp is None or not isinstance(named, (str, bytes, os.PathLike)):
+        err.artifact = str(target)
+        return
+    path = Path(os.fsdecode(named))
+    if path == tmp:
+        err.artifact = str(target)
+    elif tmp in path.parents:
+        err.artifact = str(target / path.relative_to(tmp))
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp_path.chmod(0o666 & ~umask)  # mkstemp makes it owner-only; artifacts are ordinary files
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
+        _make_folder(target.parent)
+        sweep_stale_temporaries(target.parent)
+        fd, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        _name_artifact(err, None, target)
+        raise
+    tmp = Path(name)
+    try:
+        os.close(fd)
+        tmp.chmod(0o666 & ~_umask())  # mkstemp makes it owner-only; artifacts are ordinary files
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as err:
+        _name_artifact(err, tmp, target)
+        raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        _remove(tmp)
 
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory beside `target`; it replaces `target` only on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
     try:
+        _make_folder(target.parent)
+        sweep_stale_temporaries(target.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
+    except OSError as err:
+        _name_artifact(err, None, target)
+        raise
+    # the replaced target waits under a temporary name too, so that a kill leaves nothing else
+    old = tmp.with_name(tmp.name[:-len(".tmp")] + "_old.tmp")
+    try:
+        tmp.chmod(0o777 & ~_umask())
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+        if os.path.lexists(target):
+            # a folder cannot be renamed onto a non-empty one: move the old one aside first
             os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                os.replace(old, target)
+                raise
         else:
             os.replace(tmp, target)
+    except OSError as err:
+        _name_artifact(err, tmp, target)
+        raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
+        _remove(old)
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> Path:

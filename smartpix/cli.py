@@ -7,6 +7,7 @@ imported only when their subcommand runs, so `smartpix generate` never loads Ten
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -19,11 +20,11 @@ STAGES: dict[str, tuple[str, str]] = {
     "generate": ("train.generator", "write a synthetic smart-pixel dataset (parquet)"),
     "train": ("train.fit", "train a QKeras MDN and write its model directory"),
     "evaluate": ("train.evaluate", "residuals, pulls and resolution of a trained model"),
-    "firmware": ("firmware.convert", "write one hls4ml project per hardware configuration"),
-    "csim": ("firmware.csim", "g++ C simulation of every configuration, bit-exact verdict"),
+    "firmware": ("firmware.hls.project", "write one hls4ml project per hardware configuration"),
+    "csim": ("firmware.hls.csim", "g++ C simulation of every configuration, bit-exact verdict"),
     "synth": ("firmware.synth", "vendor HLS synthesis where installed, open RTL flow"),
     "report": ("firmware.summary", "one summary row per configuration, with plots"),
-    "parse-reports": ("firmware.reports", "read vendor report files and print them as JSON"),
+    "parse-reports": ("firmware.hls.vendor_reports", "read vendor report files and print them as JSON"),
 }
 
 
@@ -45,9 +46,39 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # a full disk, a read-only or missing output folder: the user's to fix, not a bug
+        if args.verbose:
+            raise
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+# errors only writing can cause: the file named is being written even when no artifact says so
+_WRITE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an OSError that escaped a stage: the file and the system's reason.
+
+    An artifact that failed to be written is named by its final path (see smartpix.artifacts)."""
+    lines = (err.strerror or str(err)).strip().splitlines()
+    reason = lines[0] if lines else type(err).__name__
+    artifact = getattr(err, "artifact", None)
+    if artifact is not None:
+        return f"cannot write {artifact}: {reason}"
+    if err.errno in _WRITE_ERRNOS:
+        # for a rename, the second file name is the one being written
+        name = err.filename2 if err.filename2 is not None else err.filename
+        return f"cannot write {_file_name(name)}: {reason}" if name is not None else f"cannot write: {reason}"
+    return f"{_file_name(err.filename)}: {reason}" if err.filename is not None else reason
+
+
+def _file_name(name: object) -> str:
+    return os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
 
 
 def build_parser_for(argv: list[str]) -> argparse.ArgumentParser:

@@ -68,6 +68,17 @@ def test_valid_file_loads(tmp_path):
          "key 'layer_overrides.dense_1.precision.accum': invalid precision"),
         ({"layer_overrides": {"dense_1": {"reuse": 2}}}, "unknown key 'layer_overrides.dense_1.reuse'"),
         ({"accumulators": "tight"}, "key 'accumulators' is 'tight'"),
+        ({"part": ""}, "key 'part' is empty"),
+        ({"part": "   "}, "key 'part' is empty"),
+        ({"model": ""}, "key 'model' is empty"),
+        ({"clock_period_ns": 0}, "key 'clock_period_ns' must be positive and finite, got 0"),
+        ({"clock_period_ns": float("nan")}, "key 'clock_period_ns' must be positive and finite, got nan"),
+        ({"clock_period_ns": float("inf")}, "key 'clock_period_ns' must be positive and finite, got inf"),
+        ({"layer_overrides": {"dense_1": {"precision": "ap_fixed<8,3>"}}},
+         "key 'layer_overrides.dense_1.precision' must map keys such as result or accum to precision strings "
+         "(e.g. {accum: 'ap_fixed<18,5>'}), got 'ap_fixed<8,3>'"),
+        ({"layer_overrides": {"dense_1": {"precision": ["ap_fixed<8,3>"]}}},
+         "key 'layer_overrides.dense_1.precision' must map keys such as result or accum"),
     ],
 )
 def test_bad_values_name_file_and_key(tmp_path, overrides, expected):
@@ -108,3 +119,61 @@ def test_precision_round_trips_through_hls4ml_strings():
     for p in (Precision(4, 1, True, "RND_CONV", "SAT_SYM"), Precision(6, 4, False, "RND_CONV", "SAT")):
         assert parse_precision(p.hls4ml()) == p
         assert parse_precision(p.ap()) == p
+
+
+def _message(path: Path) -> str:
+    with pytest.raises(PipelineError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("text", ["clock_period_ns: .nan", "clock_period_ns: .inf", "clock_period_ns: -.inf",
+                                  "clock_period_ns: .NaN"])
+def test_yaml_nan_and_inf_clocks_are_refused(tmp_path, text):
+    path = _write(tmp_path, _yaml(clock_period_ns=None) + text + "\n")
+    assert _message(path).startswith(f"{path}: key 'clock_period_ns' must be positive and finite, got ")
+
+
+@pytest.mark.parametrize("text", ['part: ""', "part: ''", 'part: "  "', "part: '\t'"])
+def test_a_blank_part_is_refused(tmp_path, text):
+    path = _write(tmp_path, _yaml(part=None) + text + "\n")
+    assert _message(path) == f"{path}: key 'part' is empty"
+
+
+EXPLICIT = """\
+name: example
+model: build/models/baseline
+backend: Vitis
+part: xcvu13p-flga2577-2-e
+clock_period_ns: 5
+"""
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    path = _write(tmp_path, EXPLICIT + "reuse_factor: 2\npart: xc7z020clg400-1\n")
+    assert _message(path) == f"{path}: key 'part' appears twice (lines 4 and 7)"
+
+
+def test_a_nested_key_given_twice_is_refused(tmp_path):
+    path = _write(tmp_path, EXPLICIT + "layer_overrides:\n  dense_1:\n    reuse_factor: 2\n    reuse_factor: 4\n")
+    assert _message(path) == f"{path}: key 'reuse_factor' appears twice (lines 8 and 9)"
+    path = _write(tmp_path, EXPLICIT + "layer_overrides: {dense_1: {reuse_factor: 2}, dense_1: {reuse_factor: 4}}\n")
+    assert _message(path) == f"{path}: key 'dense_1' appears twice on line 6"
+
+
+def test_a_merge_may_override_a_merged_key(tmp_path):
+    text = EXPLICIT + "layer_overrides:\n  dense_1: &base {reuse_factor: 2, strategy: Latency}\n  dense_2:\n" \
+                      "    <<: *base\n    reuse_factor: 4\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.layer_overrides["dense_2"].reuse_factor == 4
+    assert config.layer_overrides["dense_2"].strategy == "Latency"
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "example.yml"
+    path.write_bytes(EXPLICIT.encode() + "description: r\u00e9sum\u00e9\n".encode("latin-1"))
+    assert _message(path) == f"{path}: not UTF-8 text (byte 0xe9 at line 6)"
+    path.write_bytes(EXPLICIT.encode() + "description: r\u00e9sum\u00e9\n".encode("utf-8"))
+    assert load_config(path).description == "r\u00e9sum\u00e9"

@@ -467,3 +467,129 @@ def test_write_pair_rejects_bad_input(tmp_path):
     with pytest.raises(PipelineError, match="invalid file tag"):
         D.write_pair(tmp_path, "x/y", make_charge(3, 0), make_labels(3, 0))
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+# --------------------------------------------------------------------------------------------
+# values: every read checks missing values, NaN, inf and unphysical charge
+
+
+def corrupt_column_chunk(path: Path, column: str, length: int = 16) -> None:
+    """Overwrite `length` bytes in the middle of `column`'s chunk, leaving the footer intact."""
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(int(column))
+    assert chunk.path_in_schema == column
+    data = bytearray(path.read_bytes())
+    middle = chunk.data_page_offset + chunk.total_compressed_size // 2
+    data[middle:middle + length] = b"\xa5" * length
+    path.write_bytes(bytes(data))
+
+
+def write_pixels(directory: Path, flat: np.ndarray, tag: str = "a") -> D.FilePair:
+    """A recon3D file of the (n, 5460) `flat` charges (written as given) and its labels."""
+    n = len(flat)
+    write_recon(directory / f"recon3D_{tag}.parquet", {str(i): flat[:, i] for i in range(flat.shape[1])}, n=n)
+    return next(p for p in D.discover(directory) if p.tag == tag)
+
+
+@pytest.mark.parametrize("value, message", [
+    (-5.0, r"recon3D_a\.parquet: negative charge -5 electrons in pixel column '17' \(event 2\); "
+           r"collected charge cannot be negative$"),
+    (1e12, r"recon3D_a\.parquet: charge 1e\+12 electrons in pixel column '17' \(event 2\) is above the "
+           r"physical ceiling of 1e\+07 electrons per pixel \(wrong units or a corrupt value\)$"),
+    (D.MAX_PIXEL_ELECTRONS * 1.01, r"recon3D_a\.parquet: charge 1\.01e\+07 electrons in pixel column '17'"),
+    (np.nan, r"recon3D_a\.parquet: nan in pixel column '17' \(event 2\)$"),
+    (-np.inf, r"recon3D_a\.parquet: -inf in pixel column '17' \(event 2\)$"),
+])
+def test_unphysical_charge_is_rejected_with_file_column_and_event(tmp_path, value, message):
+    flat = make_charge(4, 0).reshape(4, -1)
+    flat[2, 17] = value
+    flat[3, 300] = value  # a later one: the first (column, then event) is named
+    pair = write_pixels(tmp_path, flat)
+    with pytest.raises(PipelineError, match=message):
+        D.read_pair(pair, D.DataOptions())
+
+
+def test_charge_at_the_ceiling_and_zero_are_accepted(tmp_path):
+    flat = make_charge(3, 0).reshape(3, -1)
+    flat[0, 17], flat[1, 17], flat[2, 17] = D.MAX_PIXEL_ELECTRONS, 0.0, -0.0
+    x, _ = D.read_pair(write_pixels(tmp_path, flat), D.DataOptions(charge_unit=1.0))
+    assert x[0, 0, 17, 0] == D.MAX_PIXEL_ELECTRONS and x[1, 0, 17, 0] == 0.0
+
+
+def test_unread_columns_are_not_checked(tmp_path):
+    flat = make_charge(3, 0).reshape(3, -1)
+    flat[1, 5 * 273 + 4] = -1.0  # slice 5: not one of the default slices 0 and 19
+    D.read_pair(write_pixels(tmp_path, flat), D.DataOptions())
+    with pytest.raises(PipelineError, match=r"negative charge -1 electrons in pixel column '1369' \(event 1\)"):
+        D.read_pair(D.discover(tmp_path)[0], D.DataOptions(time_slices=(5,)))
+
+
+def test_missing_values_in_pixels_and_targets(tmp_path):
+    flat = make_charge(4, 0).reshape(4, -1)
+    columns = {str(i): flat[:, i] for i in range(5460)}
+    columns["5300"] = pa.array([1.0, None, 2.0, 3.0], type=pa.float32())
+    write_recon(tmp_path / "recon3D_a.parquet", columns, n=4)
+    with pytest.raises(PipelineError, match=r"recon3D_a\.parquet: missing value in pixel column '5300' \(event 1\)$"):
+        D.read_pair(D.discover(tmp_path)[0], D.DataOptions())
+    D.write_pair(tmp_path, "a", make_charge(4, 0), make_labels(4, 0))
+    labels = {k: pa.array(v) for k, v in make_labels(4, 0).items()}
+    labels["y-midplane"] = pa.array([0.5, 1.5, None, 2.5], type=pa.float32())
+    pq.write_table(pa.table(labels), tmp_path / "labels_a.parquet")
+    with pytest.raises(PipelineError, match=r"labels_a\.parquet: missing value in label column 'y-midplane' \(event 2\)$"):
+        D.read_pair(D.discover(tmp_path)[0], D.DataOptions())
+
+
+def test_a_corrupt_page_is_named_with_its_column(tmp_path):
+    charge = make_charge(500, 0)
+    charge[:, :, 6, 10] += 3000.0  # a busy pixel: a chunk large enough to corrupt in its middle
+    D.write_pair(tmp_path, "a", charge, make_labels(500, 0))
+    column = str(19 * 273 + 6 * 21 + 10)
+    corrupt_column_chunk(tmp_path / "recon3D_a.parquet", column)
+    pair = D.discover(tmp_path)[0]  # the footer is intact
+    # zstd frames have no checksum: it is the page checksum the writer adds that catches this
+    with pytest.raises(PipelineError, match=rf"recon3D_a\.parquet: cannot read pixel column '{column}' "
+                                            r"\(could not verify page integrity, CRC checksum verification failed"):
+        D.read_pair(pair, D.DataOptions())
+
+
+def test_a_corrupt_page_without_checksums_is_named_with_its_column(tmp_path):
+    flat = make_charge(4, 0).reshape(4, -1)
+    flat[:, 5] = 0.0  # one zero column: a chunk so short that the damage hits its page header
+    pq.write_table(pa.table({str(i): flat[:, i] for i in range(5460)}), tmp_path / "recon3D_a.parquet",
+                   compression="zstd", use_dictionary=False)
+    write_table(tmp_path / "labels_a.parquet", make_labels(4, 0))
+    corrupt_column_chunk(tmp_path / "recon3D_a.parquet", "5")
+    with pytest.raises(PipelineError, match=r"recon3D_a\.parquet: cannot read pixel column '5' \(Couldn't deserialize"):
+        D.read_pair(D.discover(tmp_path)[0], D.DataOptions())
+
+
+def test_check_values_and_load_arrays_check_every_file(tmp_path):
+    write_dataset(tmp_path, 3, 5)
+    labels = make_labels(5, 2000)
+    labels["cotAlpha"][4] = np.inf
+    write_table(tmp_path / "labels_t02.parquet", labels)
+    pairs = D.discover(tmp_path)
+    D.check_values(pairs[:2], D.DataOptions())
+    with pytest.raises(PipelineError, match=r"labels_t02\.parquet: inf in label column 'cotAlpha' \(event 4\)$"):
+        D.check_values(pairs, D.DataOptions())
+    # the first file holds the 5 events asked for: the bad third file is read only on request
+    x, _ = D.load_arrays(pairs, D.DataOptions(), max_events=5)
+    assert len(x) == 5
+    with pytest.raises(PipelineError, match=r"labels_t02\.parquet: inf in label column 'cotAlpha'"):
+        D.load_arrays(pairs, D.DataOptions(), max_events=5, check_rest=True)
+
+
+@pytest.mark.slow
+def test_reader_errors_in_the_tf_dataset_come_out_as_pipeline_errors(tmp_path):
+    import tensorflow as tf
+
+    write_dataset(tmp_path, 2, 20)
+    flat = make_charge(20, 1).reshape(20, -1)
+    flat[7, 4] = -2.0
+    write_recon(tmp_path / "recon3D_t01.parquet", {str(i): flat[:, i] for i in range(5460)}, n=20)
+    dataset = D.make_dataset(D.discover(tmp_path), D.DataOptions(), batch_size=8, shuffle=False, seed=0)
+    with pytest.raises(tf.errors.OpError):  # what TensorFlow makes of it by itself
+        list(dataset)
+    with pytest.raises(PipelineError, match=r"recon3D_t01\.parquet: negative charge -2 electrons in pixel column '4' \(event 7\)"):
+        with D.loader_errors():
+            list(dataset)
+    assert not D._LOADER_FAILURES

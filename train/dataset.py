@@ -18,6 +18,7 @@ Thresholds are therefore always in electrons, whatever the other options are.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -26,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -48,8 +49,17 @@ LABEL_COLUMNS: tuple[str, ...] = (
 )
 TARGETS: tuple[str, ...] = ("x-midplane", "y-midplane", "cotAlpha", "cotBeta")
 LAYOUTS: tuple[str, ...] = ("2D", "3D")
-# zstd without dictionaries: the smallest files of the codecs tried, at close to snappy's speed
-PARQUET_WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": False, "write_statistics": False}
+# zstd without dictionaries: the smallest files of the codecs tried, at close to snappy's speed.
+# Page checksums (1% of the size, no measurable read time) because zstd frames carry none: a
+# corrupt page otherwise often decompresses into plausible-looking wrong charges.
+PARQUET_WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": False, "write_statistics": False,
+                                         "write_page_checksum": True}
+# Largest charge a pixel can hold, in electrons. A minimum-ionising particle frees about 80
+# electrons per um of silicon: some 8k along 100 um, 75k along the longest inclined tracks of
+# this geometry; even a slow, heavily ionising fragment (100 x minimum) crossing 300 um frees
+# 2.4e6. A value above 1e7 is not a deposit but wrong units or a corrupt value; 1e7 is also below
+# 2**24, so every electron count up to the ceiling is exact in float32.
+MAX_PIXEL_ELECTRONS = 1.0e7
 _TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -257,7 +267,8 @@ def _open(path: Path) -> pq.ParquetFile:
     import pyarrow as pa
 
     try:
-        return _pq().ParquetFile(path)
+        # verification costs nothing on files written without checksums
+        return _pq().ParquetFile(path, page_checksum_verification=True)
     except FileNotFoundError:
         raise PipelineError(f"{path}: file not found") from None
     except (pa.ArrowException, OSError) as err:
@@ -414,13 +425,17 @@ def split_files(
 
 
 def _read_matrix(file: pq.ParquetFile, path: Path, columns: Sequence[str], what: str) -> np.ndarray:
-    """The named columns of `file` as a float32 array (len(columns), n_events), NaN/inf-checked."""
+    """The named columns of `file` as a float32 array (len(columns), n_events), checked: no
+    missing value, NaN or inf, and for pixels a charge within 0..MAX_PIXEL_ELECTRONS.
+
+    Every read of the dataset comes through here, so the check costs one pass over data that
+    is in memory anyway."""
     import pyarrow as pa
 
     try:
         table = file.read(columns=list(columns))
     except (pa.ArrowException, OSError) as err:
-        raise PipelineError(f"{path}: cannot read {what} ({_first_line(err)})") from None
+        raise _read_error(file, path, columns, what, err) from None
     out = np.empty((len(columns), table.num_rows), dtype=np.float32)
     for i, name in enumerate(columns):
         column = table.column(name)
@@ -428,11 +443,40 @@ def _read_matrix(file: pq.ParquetFile, path: Path, columns: Sequence[str], what:
             row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             raise PipelineError(f"{path}: missing value in {what} column {name!r} (event {row})")
         out[i] = column.to_numpy()
-    bad = ~np.isfinite(out)
-    if bad.any():
-        i, row = np.argwhere(bad)[0]
+    if what == "pixel":
+        # two reductions and no temporary array; NaN makes both comparisons false
+        if out.size and not (out.min() >= 0 and out.max() <= MAX_PIXEL_ELECTRONS):
+            _raise_bad_charge(out, path, columns)
+    elif not np.isfinite(out).all():
+        i, row = np.argwhere(~np.isfinite(out))[0]
         raise PipelineError(f"{path}: {out[i, row]} in {what} column {columns[i]!r} (event {row})")
     return out
+
+
+def _raise_bad_charge(out: np.ndarray, path: Path, columns: Sequence[str]) -> NoReturn:
+    """The first unphysical charge of `out`, column by column, as a PipelineError."""
+    i, row = np.argwhere(~((out >= 0) & (out <= MAX_PIXEL_ELECTRONS)))[0]
+    value, where = out[i, row], f"pixel column {columns[i]!r} (event {row})"
+    if not np.isfinite(value):
+        raise PipelineError(f"{path}: {value} in {where}")
+    if value < 0:
+        raise PipelineError(f"{path}: negative charge {value:g} electrons in {where}; collected charge cannot be negative")
+    raise PipelineError(f"{path}: charge {value:g} electrons in {where} is above the physical ceiling of "
+                        f"{MAX_PIXEL_ELECTRONS:g} electrons per pixel (wrong units or a corrupt value)")
+
+
+def _read_error(file: pq.ParquetFile, path: Path, columns: Sequence[str], what: str,
+                err: BaseException) -> PipelineError:
+    """A read failure with the column named: pyarrow reports a corrupt page without its column,
+    so the columns are read again one by one (only on this failure path) to find it."""
+    import pyarrow as pa
+
+    for name in columns:
+        try:
+            file.read(columns=[name])
+        except (pa.ArrowException, OSError) as column_err:
+            return PipelineError(f"{path}: cannot read {what} column {name!r} ({_first_line(column_err)})")
+    return PipelineError(f"{path}: cannot read {what} columns ({_first_line(err)})")
 
 
 def _file_rng(tag: str, seed: int) -> np.random.Generator:
@@ -475,15 +519,8 @@ def read_pair(pair: FilePair, options: DataOptions, seed: int = 0) -> tuple[np.n
 
 
 def _read_pair(pair: FilePair, options: DataOptions, seed: int, standardize: bool | None) -> tuple[np.ndarray, np.ndarray]:
-    layout = _layout_of(pair.recon)
-    if layout != options.layout:
-        raise PipelineError(f"{pair.recon}: a recon{layout} file, but the data options ask for layout {options.layout}")
-    n_events, recon_file, labels_file = _open_pair(pair.recon, pair.labels, options.rows, options.cols)
-    columns = options.pixel_columns()
-    pixels = _read_matrix(recon_file, pair.recon, columns, "pixel")
-    labels = _read_matrix(labels_file, pair.labels, options.targets, "label")
-    if pixels.shape[1] != n_events or labels.shape[1] != n_events:
-        raise PipelineError(f"{pair.recon}: the file changed while it was read")
+    pixels, labels = _read_columns(pair, options)
+    n_events = pixels.shape[1]
     channels = options.channels
     # (channel, pixel, event) -> (event, row, col, channel); a plain 2-D transpose per channel
     # is several times faster than one 3-D transposing copy
@@ -498,16 +535,39 @@ def _read_pair(pair: FilePair, options: DataOptions, seed: int, standardize: boo
     return x, y.astype(np.float32, copy=False)
 
 
+def _read_columns(pair: FilePair, options: DataOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The checked pixel (columns, events) and target (targets, events) arrays of one pair."""
+    layout = _layout_of(pair.recon)
+    if layout != options.layout:
+        raise PipelineError(f"{pair.recon}: a recon{layout} file, but the data options ask for layout {options.layout}")
+    n_events, recon_file, labels_file = _open_pair(pair.recon, pair.labels, options.rows, options.cols)
+    pixels = _read_matrix(recon_file, pair.recon, options.pixel_columns(), "pixel")
+    labels = _read_matrix(labels_file, pair.labels, options.targets, "label")
+    if pixels.shape[1] != n_events or labels.shape[1] != n_events:
+        raise PipelineError(f"{pair.recon}: the file changed while it was read")
+    return pixels, labels
+
+
+def check_values(pairs: Sequence[FilePair], options: DataOptions) -> None:
+    """Read the columns `options` selects from every pair and check them as every read does
+    (missing values, NaN, inf, unphysical charge), keeping nothing: bad data stops here, with
+    the file, column and event named, instead of in the middle of a training epoch."""
+    for pair in pairs:
+        _read_columns(pair, options)
+
+
 def load_arrays(
-    pairs: Sequence[FilePair], options: DataOptions, max_events: int | None = None, seed: int = 0
+    pairs: Sequence[FilePair], options: DataOptions, max_events: int | None = None, seed: int = 0,
+    check_rest: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The events of `pairs` in file order (the first `max_events` of them) in memory."""
+    """The events of `pairs` in file order (the first `max_events` of them) in memory; with
+    `check_rest`, the files past `max_events` are read and checked too (see check_values)."""
     if not pairs:
         raise PipelineError("no data files to load")
     if max_events is not None and max_events < 1:
         raise PipelineError(f"max_events must be at least 1, got {max_events}")
     xs, ys, total = [], [], 0
-    for pair in pairs:
+    for i, pair in enumerate(pairs):
         x, y = read_pair(pair, options, seed=seed)
         if max_events is not None:
             x, y = x[: max_events - total], y[: max_events - total]
@@ -515,6 +575,8 @@ def load_arrays(
         ys.append(y)
         total += len(x)
         if max_events is not None and total >= max_events:
+            if check_rest:
+                check_values(pairs[i + 1:], options)
             break
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -588,7 +650,8 @@ def make_dataset(
 
     Files are read one buffer at a time (pyarrow, only the needed columns); each pass over
     the dataset is one epoch, reshuffled from (seed, epoch number) when `shuffle` is set, so
-    two datasets built with the same seed yield the same sequence."""
+    two datasets built with the same seed yield the same sequence. Iterate it inside
+    `loader_errors()` to get the reader's errors as PipelineErrors."""
     import tensorflow as tf
 
     if not pairs:
@@ -599,7 +662,11 @@ def make_dataset(
     epochs = itertools.count()  # each pass over the dataset is the next epoch
 
     def generator() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        yield from iterate_batches(pairs, options, batch_size, shuffle, seed, next(epochs), buffer_files)
+        try:
+            yield from iterate_batches(pairs, options, batch_size, shuffle, seed, next(epochs), buffer_files)
+        except PipelineError as err:
+            _LOADER_FAILURES.append(err)
+            raise
 
     signature = (
         tf.TensorSpec(shape=(None, *options.input_shape()), dtype=tf.float32),
@@ -607,6 +674,29 @@ def make_dataset(
     )
     dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
     return dataset.prefetch(2)
+
+
+# TensorFlow runs a dataset's generator inside an op and re-raises what it raises as an
+# UnknownError whose message is the whole Python traceback; the original error is kept here so
+# that `loader_errors` can raise it instead.
+_LOADER_FAILURES: list[PipelineError] = []
+
+
+@contextlib.contextmanager
+def loader_errors() -> Iterator[None]:
+    """Iterate `make_dataset` datasets inside this: a PipelineError of their reader (a corrupt
+    page, a bad value) comes out as itself, one line naming the file, not as a TensorFlow error."""
+    import tensorflow as tf
+
+    _LOADER_FAILURES.clear()
+    try:
+        yield
+    except tf.errors.OpError:
+        if not _LOADER_FAILURES:
+            raise
+        raise _LOADER_FAILURES[0] from None
+    finally:
+        _LOADER_FAILURES.clear()
 
 
 def unscale_targets(y: np.ndarray, options: DataOptions) -> np.ndarray:

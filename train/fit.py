@@ -63,20 +63,30 @@ def train(
     quantized: bool = True,
 ) -> TrainedModel:
     """Train one model on `data_dir` and write its model directory to `out_dir` (atomically)."""
-    import tensorflow as tf
-
     from train import dataset
-    from train.loss import mdn_nll
-    from train.models import build_model
 
     for name in ("epochs", "batch_size", "reference_events"):
         if getattr(options, name) < 1:
             raise PipelineError(f"{name} must be at least 1, got {getattr(options, name)}")
     pairs = dataset.discover(Path(data_dir), layout=data_options.layout)
     train_pairs, val_pairs, test_pairs = dataset.split_files(pairs, seed=options.seed)
+    # Every value training reads, and the test files, are checked before the first epoch: a bad
+    # file stops here with its name, column and event, not as a TensorFlow traceback mid-epoch.
+    # Reads that are needed anyway do the checking where they can.
     if data_options.standardize:
         mean, std = dataset.pixel_statistics(train_pairs, data_options)
         data_options = dataset.DataOptions.from_dict({**data_options.to_dict(), "pixel_mean": mean, "pixel_std": std})
+    else:
+        dataset.check_values(train_pairs, data_options)
+    dataset.check_values(val_pairs, data_options)
+    ref_inputs, ref_labels = dataset.load_arrays(
+        test_pairs, data_options, max_events=options.reference_events, seed=options.seed, check_rest=True
+    )
+
+    import tensorflow as tf
+
+    from train.loss import mdn_nll
+    from train.models import build_model
 
     tf.keras.utils.set_random_seed(options.seed)
     tf.config.experimental.enable_op_determinism()
@@ -103,22 +113,21 @@ def train(
             tf.keras.callbacks.TerminateOnNaN(),
         ]
         started = time.perf_counter()
-        history = model.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=options.epochs,
-            callbacks=callbacks,
-            verbose=1 if sys.stderr.isatty() else 2,
-        )
+        # the files were checked above, but one can still change or fail to read while training
+        with dataset.loader_errors():
+            history = model.fit(
+                train_data,
+                validation_data=val_data,
+                epochs=options.epochs,
+                callbacks=callbacks,
+                verbose=1 if sys.stderr.isatty() else 2,
+            )
         seconds = time.perf_counter() - started
         val_losses = [float(v) for v in history.history.get("val_loss", [])]
         if not val_losses or not np.isfinite(min(val_losses)):
             raise PipelineError(f"training of {model.name} diverged (validation loss {val_losses[-1:]})")
         checkpoint.unlink(missing_ok=True)
 
-        ref_inputs, ref_labels = dataset.load_arrays(
-            test_pairs, data_options, max_events=options.reference_events, seed=options.seed
-        )
         save_model_directory(tmp, model, spec, data_options, ref_inputs, ref_labels, {
             "seed": options.seed,
             "data_dir": str(data_dir),

@@ -1,6 +1,6 @@
 """Trained model + hardware configuration -> an hls4ml project with exact types.
 
-Every type comes from the QKeras quantizers (firmware.types); hls4ml's own derivation is not
+Every type comes from the QKeras quantizers (firmware.graph); hls4ml's own derivation is not
 trusted for them (it maps an unsigned quantized_bits to a signed type with one integer bit too
 many, and truncates average pooling into its input type). The project is what a designer
 takes to the vendor tool as it is: build_prj.tcl and the rest, a lossless testbench and

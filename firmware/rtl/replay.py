@@ -107,7 +107,7 @@ class QuantSpec:
 def quantizer_spec(quantizer: Any, where: str) -> QuantSpec | None:
     """The exact rounding and clipping of a QKeras quantizer or Keras activation (None: identity).
 
-    The grid and range are the ones the HLS flow uses (`firmware.types.quantizer_precision`), so
+    The grid and range are the ones the HLS flow uses (`firmware.graph.quantizer_precision`), so
     both implementations refuse and accept the same quantizers; plain relu and linear are the
     activations without a grid that the replay also accepts."""
     if quantizer is None:
