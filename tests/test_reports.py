@@ -25,14 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _fixtures_dir() -> Path:
-    """$SMARTPIX_VENDOR_REPORTS, else a copy inside the repository, else the shared folder."""
-    if os.environ.get("SMARTPIX_VENDOR_REPORTS"):
-        return Path(os.environ["SMARTPIX_VENDOR_REPORTS"])
-    local = REPO / "tests" / "fixtures" / "vendor_reports"
-    if local.is_dir():
-        return local
-    # the shared folder sits beside the repository checkout
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vendor_reports"
+    """The copies in tests/fixtures/vendor_reports, or $SMARTPIX_VENDOR_REPORTS to run the same
+    checks on another set of folders."""
+    override = os.environ.get("SMARTPIX_VENDOR_REPORTS")
+    return Path(override) if override else REPO / "tests" / "fixtures" / "vendor_reports"
 
 
 FIXTURES = _fixtures_dir()

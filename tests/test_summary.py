@@ -14,7 +14,7 @@ from firmware.summary import summary_rows, write_summary
 from firmware.hls.vendor import vendor_command
 from tests.conftest import REPO
 
-FIXTURES = REPO.parent / "shared" / "fixtures" / "vendor_reports"
+FIXTURES = REPO / "tests" / "fixtures" / "vendor_reports"
 
 
 def _config(model_dir, name="cfg", backend="Vitis"):
