@@ -320,7 +320,7 @@ def test_per_slr_percentages_match_the_text_report(folder, folder_results):
 
 
 def test_fixtures_read_without_warnings(caplog):
-    with caplog.at_level("WARNING", logger="firmware.reports"):
+    with caplog.at_level("WARNING", logger="firmware.hls.vendor_reports"):
         for folder in FOLDERS:
             reports.read_reports(_fixture(folder))
     assert caplog.records == []
