@@ -1,4 +1,5 @@
-"""Vendor report parsing: Vivado/Vitis HLS C-synthesis reports and Vivado report_utilization.
+"""Vendor report parsing: Vivado/Vitis HLS C-synthesis reports, Vivado report_utilization and
+Catapult's per-layer results.
 
 Designers synthesize on licensed build servers and copy the results back, so these readers
 take the files exactly as the tools wrote them and never guess: a figure the file does not
@@ -8,6 +9,9 @@ hold is a PipelineError naming the file and the figure, not a silent default.
 - `read_csynth_rpt`          `<top>_csynth.rpt`, the text twin of the XML
 - `read_vivado_utilization`  `vivado_synth.rpt` written by `report_utilization` (7-series
                              "Slice" rows, UltraScale+ "CLB" rows, with or without "Prohibited")
+- `read_catapult_layers`     Catapult's `<top>.v<N>/nnet_layer_results.txt` (area, latency and
+                             throughput per layer, FIFO areas), with the part and clock of the
+                             hls4ml project around it
 - `find_reports`             the report files of one top function in a folder
 - `read_reports`             a project folder or a single file -> one JSON-ready dict
 
@@ -19,21 +23,24 @@ by the tool from the *estimated* clock when timing fails, so both it and cycles 
 clock are kept.
 
 Modules: schema (the report types), parsing (shared primitives), vitis (csynth.xml and
-csynth.rpt), vivado (report_utilization), find (locating reports, choosing the top), read
-(read_reports).
+csynth.rpt), vivado (report_utilization), catapult (the layer table), find (locating reports,
+choosing the top), read (read_reports).
 """
 
+from firmware.hls.vendor_reports.catapult import read_catapult_layers
 from firmware.hls.vendor_reports.command import add_arguments, run
 from firmware.hls.vendor_reports.find import find_reports
 from firmware.hls.vendor_reports.read import read_reports
 from firmware.hls.vendor_reports.schema import (
-    HLS_RESOURCES, HlsReport, ReportFiles, UtilizationReport,
+    HLS_RESOURCES, CatapultFifo, CatapultLayer, CatapultReport, HlsReport, ReportFiles,
+    UtilizationReport,
 )
 from firmware.hls.vendor_reports.vitis import read_csynth_rpt, read_csynth_xml
 from firmware.hls.vendor_reports.vivado import read_vivado_utilization
 
 __all__ = [
-    "HLS_RESOURCES", "HlsReport", "ReportFiles", "UtilizationReport",
-    "add_arguments", "find_reports", "read_csynth_rpt", "read_csynth_xml", "read_reports",
-    "read_vivado_utilization", "run",
+    "HLS_RESOURCES", "CatapultFifo", "CatapultLayer", "CatapultReport", "HlsReport",
+    "ReportFiles", "UtilizationReport",
+    "add_arguments", "find_reports", "read_catapult_layers", "read_csynth_rpt", "read_csynth_xml",
+    "read_reports", "read_vivado_utilization", "run",
 ]

@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from firmware.hls.vendor_reports.catapult import RESULTS_FILE, SOLUTION, is_catapult_layer_table
 from firmware.hls.vendor_reports.parsing import read_text
 from firmware.hls.vendor_reports.schema import ReportFiles
 from firmware.hls.vendor_reports.vitis import RPT_HEADER, csynth_rpt_top, csynth_xml_top
@@ -87,9 +88,11 @@ def _named_and_hls_tops(files: list[Path]) -> tuple[set[str], set[str]]:
 
 
 def report_tops(files: list[Path]) -> set[str]:
-    """Every top function that some C-synthesis report among `files` describes."""
+    """Every top function that some C-synthesis report or Catapult solution among `files`
+    describes."""
     named, hls_tops = _named_and_hls_tops(files)
-    return named | hls_tops
+    solutions = (SOLUTION.fullmatch(f.parent.name) for f in files if f.name == RESULTS_FILE)
+    return named | hls_tops | {match["top"] for match in solutions if match}
 
 
 def choose_top(files: list[Path], folder: Path) -> str | None:
@@ -157,6 +160,40 @@ def _csynth_files(files: list[Path], folder: Path, top: str) -> tuple[Path | Non
     return xml, rpt
 
 
+def _catapult_results(files: list[Path], folder: Path, top: str | None) -> Path | None:
+    """The layer table of the last solution `<top>.v<N>` of each Catapult project folder, as
+    hls4ml reads it, with versions compared as numbers (v10 after v9); a table outside such a
+    folder (copied on its own) belongs to any top."""
+    candidates = [f for f in files if f.name == RESULTS_FILE]
+    solutions = {f: SOLUTION.fullmatch(f.parent.name) for f in candidates}
+    if top is None:
+        tops = sorted({match["top"] for match in solutions.values() if match})
+        if len(tops) > 1:
+            raise PipelineError(
+                f"{folder}: Catapult results of several top functions ({', '.join(tops)}); "
+                "pass --top NAME"
+            )
+    latest: dict[Path, tuple[int, Path]] = {}
+    for file, match in solutions.items():
+        if match and top is not None and match["top"] != top:
+            continue
+        version = int(match["version"]) if match else 0
+        project = file.parent.parent if match else file.parent
+        if project not in latest or version > latest[project][0]:
+            latest[project] = (version, file)
+    return pick([file for _, file in latest.values()], folder, "Catapult layer tables")
+
+
+def _vivado_files(files: list[Path], catapult: Path | None) -> list[Path]:
+    """hls4ml's vivado_synth.rpt; for Catapult, the report_utilization of the Vivado synthesis
+    Catapult runs itself (vivado_concat_v/utilization_synth.rpt in the solution folder)."""
+    found = [f for f in files if f.name == "vivado_synth.rpt"]
+    if not found and catapult is not None:
+        own = catapult.parent / "vivado_concat_v" / "utilization_synth.rpt"
+        found = [own] if own in files else []
+    return found
+
+
 def find_reports(folder: str | os.PathLike[str], top: str | None = None) -> ReportFiles:
     """Locate the reports of `top` (discovered when None) anywhere under `folder`."""
     folder = Path(folder)
@@ -166,13 +203,15 @@ def find_reports(folder: str | os.PathLike[str], top: str | None = None) -> Repo
     xml = rpt = None
     if top is not None:
         xml, rpt = _csynth_files(files, folder, top)
-    vivado_files = [f for f in files if f.name == "vivado_synth.rpt"]
-    vivado = pick(vivado_files, folder, "vivado_synth.rpt")
-    return ReportFiles(top=top, csynth_xml=xml, csynth_rpt=rpt, vivado_synth=vivado)
+    catapult = _catapult_results(files, folder, top)
+    vivado = pick(_vivado_files(files, catapult), folder, "vivado_synth.rpt")
+    return ReportFiles(top=top, csynth_xml=xml, csynth_rpt=rpt, vivado_synth=vivado,
+                       catapult=catapult)
 
 
 def classify(path: Path) -> str:
-    """'xml' | 'rpt' | 'vivado' from the file's content (copied files get renamed)."""
+    """'xml' | 'rpt' | 'vivado' | 'catapult' from the file's content (copied files get
+    renamed)."""
     head = read_text(path)[:20000]
     if not head.strip():
         raise PipelineError(f"{path}: empty file, not a report")
@@ -182,7 +221,9 @@ def classify(path: Path) -> str:
         return "rpt"
     if is_vivado_utilization(head):
         return "vivado"
+    if is_catapult_layer_table(head):
+        return "catapult"
     raise PipelineError(
-        f"{path}: not a recognised report (expected an HLS <top>_csynth.xml/.rpt "
-        "or a Vivado report_utilization file)"
+        f"{path}: not a recognised report (expected an HLS <top>_csynth.xml/.rpt, "
+        f"a Vivado report_utilization file or Catapult's {RESULTS_FILE})"
     )

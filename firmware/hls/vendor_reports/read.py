@@ -8,8 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from firmware.hls.vendor_reports.catapult import RESULTS_FILE, read_catapult_layers
 from firmware.hls.vendor_reports.find import classify, find_reports, report_tops, walk
-from firmware.hls.vendor_reports.schema import HlsReport, ReportFiles, UtilizationReport
+from firmware.hls.vendor_reports.schema import (
+    CatapultReport, HlsReport, ReportFiles, UtilizationReport,
+)
 from firmware.hls.vendor_reports.vitis import merge_hls, read_csynth_rpt, read_csynth_xml
 from firmware.hls.vendor_reports.vivado import read_vivado_utilization
 from smartpix.errors import PipelineError
@@ -19,7 +22,9 @@ log = logging.getLogger(__name__)
 
 def read_reports(path: str | os.PathLike[str], top: str | None = None) -> dict[str, Any]:
     """Everything readable about one design from a project folder or one report file:
-    {"hls": HlsReport dict | None, "vivado_synth": UtilizationReport dict | None, "files": [...]}.
+    {"hls": HlsReport or CatapultReport dict | None, "vivado_synth": UtilizationReport dict |
+    None, "files": [...]}; "hls" holds the HLS tool's figures whichever the tool ("tool" says
+    which), under the names both report types share.
 
     The XML is preferred over the text report; when both exist they must agree.
     """
@@ -39,6 +44,11 @@ def _read_file(path: Path, top: str | None) -> dict[str, Any]:
         if top is not None and utilization.top not in (None, top):
             raise PipelineError(f"{path}: describes design '{utilization.top}', not '{top}'")
         return {"hls": None, "vivado_synth": utilization.to_dict(), "files": [str(path)]}
+    if kind == "catapult":
+        catapult = read_catapult_layers(path)
+        if top is not None and catapult.top not in (None, top):
+            raise PipelineError(f"{path}: describes top '{catapult.top}', not '{top}'")
+        return {"hls": catapult.to_dict(), "vivado_synth": None, "files": [str(path)]}
     hls = read_csynth_xml(path) if kind == "xml" else read_csynth_rpt(path)
     if top is not None and hls.top != top:
         raise PipelineError(f"{path}: describes top '{hls.top}', not '{top}'")
@@ -48,15 +58,25 @@ def _read_file(path: Path, top: str | None) -> dict[str, Any]:
 def _read_folder(path: Path, top: str | None) -> dict[str, Any]:
     found = find_reports(path, top)
     name = found.top or "<top>"
-    if found.csynth_xml is None and found.csynth_rpt is None and found.vivado_synth is None:
+    if all(f is None for f in (found.csynth_xml, found.csynth_rpt, found.vivado_synth,
+                               found.catapult)):
         others = sorted(report_tops(walk(path)))
         hint = f"; there are reports of {', '.join(others)}: pass --top NAME" if others else ""
         raise PipelineError(
             f"{path}: no report found (looked for {name}_csynth.xml, csynth.xml, "
-            f"{name}_csynth.rpt, csynth.rpt and vivado_synth.rpt in all subfolders){hint}"
+            f"{name}_csynth.rpt, csynth.rpt and vivado_synth.rpt in all subfolders, and for "
+            f"Catapult's {name}.v<N>/{RESULTS_FILE}){hint}"
         )
     files: list[str] = []
-    hls = _read_hls(found, files)
+    hls: HlsReport | CatapultReport | None = _read_hls(found, files)
+    if found.catapult is not None:
+        if hls is not None:
+            raise PipelineError(
+                f"{path}: holds both Catapult results ({found.catapult}) and Vivado/Vitis HLS "
+                f"reports ({hls.source}); point at one project folder"
+            )
+        hls = read_catapult_layers(found.catapult)
+        files.append(str(found.catapult))
     utilization: UtilizationReport | None = None
     if found.vivado_synth is not None:
         utilization = read_vivado_utilization(found.vivado_synth)

@@ -453,7 +453,9 @@ def _rpt_latency(latency_rows: list[list[str]], path: Path) -> _RptLatency:
     return _RptLatency(
         best=best,
         worst=worst,
-        best_ns_reported=parse_time_ns(best_rt, path, "latency min (absolute)") if best_rt else None,
+        best_ns_reported=(
+            parse_time_ns(best_rt, path, "latency min (absolute)") if best_rt else None
+        ),
         worst_ns_reported=(
             parse_time_ns(worst_rt, path, "latency max (absolute)") if worst_rt else None
         ),
