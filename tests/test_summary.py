@@ -1,4 +1,5 @@
-"""`make synth` without vendor tools, and the summary built from reports copied back."""
+"""`make synth` without vendor tools, Catapult runs read back, and the summary built from
+reports copied back."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 
 from firmware.config import config_from_dict
 from firmware.summary import summary_rows, write_summary
-from firmware.hls.vendor import vendor_command
+from firmware.hls.vendor import run_vendor, vendor_command
 from tests.conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "vendor_reports"
+CATAPULT = REPO / "tests" / "fixtures" / "catapult_reports" / "smart-pix__smart-pixels-ml"
+CATAPULT_TABLE = CATAPULT / "SmtPxl_prj" / "SmtPxl.v1" / "nnet_layer_results.txt"
 
 
 def _config(model_dir, name="cfg", backend="Vitis"):
@@ -79,3 +82,59 @@ def test_synth_without_vendor_tools_exits_cleanly(random_models, tmp_path):
     assert "b: Catapult HLS: tool missing" in out.stdout
     data = json.loads((tmp_path / "rep" / "synth.json").read_text())
     assert [c["vendor"]["status"] for c in data["configs"]] == ["tool missing", "tool missing"]
+
+
+# ----- Catapult runs ------------------------------------------------------------------------------
+
+
+def _fake_catapult(bin_dir, body: str) -> None:
+    """A `catapult` on PATH that does what `body` says in the project folder, as the real one
+    runs hls4ml's build_prj.tcl there."""
+    bin_dir.mkdir()
+    tool = bin_dir / "catapult"
+    tool.write_text("#!/bin/sh\n" + body)
+    tool.chmod(0o755)
+
+
+def _catapult_project(root):
+    project = root / "fw" / "cat" / "hls"
+    project.mkdir(parents=True)
+    # the lines of hls4ml's Catapult build_prj.tcl that name the top, the clock and the library
+    (project / "build_prj.tcl").write_text(
+        "  project new -name myproject_prj\nset design_top myproject\nset hls_clock_period 25\n"
+        "setup_asic_libs {nangate-45nm}\n")
+    return project
+
+
+def _catapult_config(root):
+    return config_from_dict({"name": "cat", "model": str(root / "model"), "backend": "Catapult",
+                             "part": "nangate-45nm", "clock_period_ns": 25})
+
+
+def test_catapult_synthesis_is_done_with_its_figures(tmp_path, monkeypatch):
+    project = _catapult_project(tmp_path)
+    _fake_catapult(tmp_path / "bin", "mkdir -p myproject_prj/myproject.v1\n"
+                   f"cp '{CATAPULT_TABLE}' myproject_prj/myproject.v1/nnet_layer_results.txt\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.delenv("MGC_HOME", raising=False)
+    monkeypatch.delenv("CATAPULT_HOME", raising=False)
+    result = run_vendor(_catapult_config(tmp_path), project)
+    assert result.status == "done" and result.message == ""
+    figures = result.reports["hls"]
+    assert figures["tool"] == "Catapult" and figures["part"] == "nangate-45nm"
+    # the figures SOURCE.txt lists: 307,810 layers + FIFOs, 273 cycles in the depthwise stage
+    assert figures["area_total"] == 307810 and figures["latency_worst_cycles"] == 273
+    assert figures["latency_worst_ns"] == 273 * 25
+
+
+def test_catapult_run_without_a_layer_table_is_done_and_says_why(tmp_path, monkeypatch):
+    project = _catapult_project(tmp_path)
+    _fake_catapult(tmp_path / "bin", "exit 0\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    result = run_vendor(_catapult_config(tmp_path), project)
+    assert result.status == "done" and result.reports is None
+    assert "figures could not be read" in result.message and "nnet_layer_results.txt" in result.message
+    (tmp_path / "bin" / "catapult").write_text("#!/bin/sh\necho 'Error: license checkout failed'\nexit 3\n")
+    failed = run_vendor(_catapult_config(tmp_path), project)
+    assert failed.status == "failed"
+    assert failed.message == "catapult exited with status 3: Error: license checkout failed"
