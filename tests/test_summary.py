@@ -3,6 +3,7 @@ reports copied back."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from tests.conftest import REPO
 FIXTURES = REPO / "tests" / "fixtures" / "vendor_reports"
 CATAPULT = REPO / "tests" / "fixtures" / "catapult_reports" / "smart-pix__smart-pixels-ml"
 CATAPULT_TABLE = CATAPULT / "SmtPxl_prj" / "SmtPxl.v1" / "nnet_layer_results.txt"
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _config(model_dir, name="cfg", backend="Vitis"):
@@ -44,7 +46,7 @@ def test_summary_reads_reports_synthesized_elsewhere(random_models, tmp_path):
     assert (row["latency_min_cycles"], row["latency_max_cycles"], row["ii_min"], row["ii_max"]) == (32, 32, 1, 1)
     assert row["csim"] == "exact" and row["csim_events"] == 7 and row["params"] == 2029
     assert "Vitis HLS 2025.1" in row["hls_source"]
-    written = write_summary(rows, tmp_path / "reports", tmp_path / "firmware")
+    written = write_summary(rows, tmp_path / "reports")
     names = {p.name for p in written}
     assert {"summary.md", "summary.csv", "summary.json", "summary_pareto.png"} <= names
     assert "| 4725 |" in (tmp_path / "reports" / "summary.md").read_text()
@@ -53,6 +55,21 @@ def test_summary_reads_reports_synthesized_elsewhere(random_models, tmp_path):
 def test_summary_says_why_a_row_has_no_numbers(random_models, tmp_path):
     rows = summary_rows([_config(random_models["baseline"])], tmp_path, tmp_path / "firmware")
     assert rows[0]["LUT"] is None and "synthesis not run" in rows[0]["note"] and rows[0]["csim"] == "not run"
+
+
+def test_plots_without_points_are_not_drawn_and_say_why(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / "summary_pareto.png"
+    stale.write_bytes(PNG)  # from an earlier run that had resolution figures
+    rows = summary_rows([_config(tmp_path / "model")], tmp_path / "reports", tmp_path / "firmware")
+    written = write_summary(rows, out)
+    assert not stale.exists() and not any(p.suffix == ".png" for p in written)
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.json", "summary.md"]
+    markdown = (out / "summary.md").read_text()
+    assert "- pareto: not drawn, no configuration has both a resolution and a LUT figure" in markdown
+    assert "- resources: not drawn, no configuration has resource figures" in markdown
+    assert "- latency: not drawn, no configuration has a latency in ns" in markdown
 
 
 def test_vendor_commands_follow_hls4ml(tmp_path):
@@ -125,6 +142,21 @@ def test_catapult_synthesis_is_done_with_its_figures(tmp_path, monkeypatch):
     # the figures SOURCE.txt lists: 307,810 layers + FIFOs, 273 cycles in the depthwise stage
     assert figures["area_total"] == 307810 and figures["latency_worst_cycles"] == 273
     assert figures["latency_worst_ns"] == 273 * 25
+    # the synth stage's record, read by the summary
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "synth.json").write_text(json.dumps(
+        {"configs": [{"config": "cat", "vendor": dataclasses.asdict(result), "open_flow": {}}]}))
+    (row,) = summary_rows([_catapult_config(tmp_path)], reports, tmp_path / "fw")
+    assert row["area"] == 307810
+    assert (row["latency_max_cycles"], row["ii_max"], row["latency_max_ns"]) == (273, 273, 273 * 25)
+    assert row["LUT"] is None and "failed" not in row["note"]
+    assert row["hls_source"] == f"Catapult: {project}/myproject_prj/myproject.v1/nnet_layer_results.txt"
+    written = write_summary([row], tmp_path / "out")
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert "| area (library units) |" in markdown and "| 307810 |" in markdown
+    assert "212,730 (70%)" in markdown  # the first dense layer's share, as SOURCE.txt states it
+    assert (tmp_path / "out" / "summary_resources.png") in written
 
 
 def test_catapult_run_without_a_layer_table_is_done_and_says_why(tmp_path, monkeypatch):

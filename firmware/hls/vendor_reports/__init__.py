@@ -29,7 +29,7 @@ choosing the top), read (read_reports).
 
 from firmware.hls.vendor_reports.catapult import read_catapult_layers
 from firmware.hls.vendor_reports.command import add_arguments, run
-from firmware.hls.vendor_reports.find import find_reports
+from firmware.hls.vendor_reports.find import find_reports, has_reports
 from firmware.hls.vendor_reports.read import read_reports
 from firmware.hls.vendor_reports.schema import (
     HLS_RESOURCES, CatapultFifo, CatapultLayer, CatapultReport, HlsReport, ReportFiles,
@@ -41,6 +41,6 @@ from firmware.hls.vendor_reports.vivado import read_vivado_utilization
 __all__ = [
     "HLS_RESOURCES", "CatapultFifo", "CatapultLayer", "CatapultReport", "HlsReport",
     "ReportFiles", "UtilizationReport",
-    "add_arguments", "find_reports", "read_catapult_layers", "read_csynth_rpt", "read_csynth_xml",
-    "read_reports", "read_vivado_utilization", "run",
+    "add_arguments", "find_reports", "has_reports", "read_catapult_layers", "read_csynth_rpt",
+    "read_csynth_xml", "read_reports", "read_vivado_utilization", "run",
 ]

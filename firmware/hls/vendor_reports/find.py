@@ -209,6 +209,18 @@ def find_reports(folder: str | os.PathLike[str], top: str | None = None) -> Repo
                        catapult=catapult)
 
 
+def is_report_file(path: Path) -> bool:
+    """Whether `path` is named like a report that find_reports reads."""
+    return path.name.endswith(("_csynth.xml", "_csynth.rpt")) or path.name in (
+        "csynth.xml", "csynth.rpt", "vivado_synth.rpt", RESULTS_FILE,
+    )
+
+
+def has_reports(folder: Path) -> bool:
+    """Whether any report lies under `folder` (a project not yet synthesized has none)."""
+    return any(is_report_file(f) for f in walk(folder))
+
+
 def classify(path: Path) -> str:
     """'xml' | 'rpt' | 'vivado' | 'catapult' from the file's content (copied files get
     renamed)."""
