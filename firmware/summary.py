@@ -1,9 +1,12 @@
-"""`smartpix report`: one row per configuration, from the artifacts the other stages wrote.
+"""`smartpix report [--from FOLDER]`: one row per configuration, from the artifacts the other
+stages wrote, or one row per project synthesized elsewhere and copied into FOLDER.
 
 Reads build/reports/csim.json (bit-exact verdicts), build/reports/synth.json (vendor and
 open-flow synthesis), each project's reports when synthesized elsewhere and copied back, the
 model directories (parameter counts) and build/reports/evaluation/resolution.json (physics
-resolution). Every number carries its source (tool, version, file). Writes summary.md, .csv, .json and PNG plots;
+resolution). With --from, the vendor figures come from the projects in FOLDER; a project named
+like a configuration also gets that configuration's verdicts, model and resolution. Every
+number carries its source (tool, version, file). Writes summary.md, .csv, .json and PNG plots;
 a configuration without numbers, and a plot left out, say why.
 """
 
@@ -49,6 +52,7 @@ PLOTS = {
     "latency": "summary_latency.png",
     "pareto": "summary_pareto.png",
 }
+_BACKENDS = {"Vivado HLS": "Vivado", "Vitis HLS": "Vitis", "Catapult": "Catapult"}
 UNREADABLE = "vendor reports unreadable"  # the note that makes `smartpix report` exit 1
 
 
@@ -108,6 +112,40 @@ def summary_rows(configs: list[HardwareConfig], reports_dir: Path = DEFAULT_REPO
     return rows
 
 
+def rows_from_folder(folder: Path, configs: list[HardwareConfig], reports_dir: Path = DEFAULT_REPORTS,
+                     names: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per project synthesized elsewhere and copied into `folder` (each subfolder, or
+    the folder itself when it is one project). A project named like one of `configs` gets that
+    configuration's settings, verdicts, model and resolution beside the figures of its reports."""
+    from firmware.hls.vendor_reports import project_folders, read_reports
+
+    projects = project_folders(folder)
+    if names:
+        known = dict(projects)
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise PipelineError(
+                f"{folder}: no project named {missing[0]!r}; found: {', '.join(sorted(known))}"
+            )
+        projects = [(name, known[name]) for name in names]
+    inputs = _load_inputs(reports_dir)
+    by_name = {config.name: config for config in configs}
+    rows = []
+    for name, project in projects:
+        notes: list[str] = []
+        try:
+            reports = read_reports(project)
+        except PipelineError as err:
+            reports = None
+            notes.append(f"{UNREADABLE}: {err}")
+        config = by_name.get(name)
+        if config is not None:
+            rows.append(_config_row(config, inputs, reports, project, notes))
+        else:
+            rows.append(_report_row(name, reports, project, notes))
+    return rows
+
+
 def _config_row(config: HardwareConfig, inputs: _Inputs, reports: dict[str, Any] | None,
                 project: Path, notes: list[str]) -> dict[str, Any]:
     model = Path(config.model)
@@ -128,6 +166,22 @@ def _config_row(config: HardwareConfig, inputs: _Inputs, reports: dict[str, Any]
         row["latency_max_ns"] = round(row["latency_max_cycles"] * config.clock_period_ns, 6)
     if inputs.evaluation is None:
         notes.append("no physics evaluation (make evaluate)")
+    return _finish(row, notes)
+
+
+def _report_row(name: str, reports: dict[str, Any] | None, project: Path,
+                notes: list[str]) -> dict[str, Any]:
+    """A project that is none of this checkout's configurations: what its reports say."""
+    hls = (reports or {}).get("hls") or {}
+    vivado = (reports or {}).get("vivado_synth") or {}
+    row: dict[str, Any] = {
+        "config": name, "backend": _BACKENDS.get(hls.get("tool")) or ("Vivado" if vivado else None),
+        "part": hls.get("part") or vivado.get("device"), "clock_ns": hls.get("clock_target_ns"),
+        "project": str(project),
+    }
+    notes.insert(0, "reports only (no configuration of this name: no verdicts, model or resolution)")
+    row.update(_hls_figures(reports, notes))
+    row.update(_vivado_figures(reports))
     return _finish(row, notes)
 
 
@@ -234,8 +288,10 @@ def _open_figures(synth: dict[str, Any] | None, notes: list[str]) -> dict[str, A
 # writing
 
 
-def write_summary(rows: list[dict[str, Any]], out_dir: Path = DEFAULT_REPORTS) -> list[Path]:
-    """summary.json, .csv, .md and the plots that have points."""
+def write_summary(rows: list[dict[str, Any]], out_dir: Path = DEFAULT_REPORTS,
+                  origin: str | None = None) -> list[Path]:
+    """summary.json, .csv, .md and the plots that have points; `origin` says where the
+    figures come from when not from this checkout's build."""
     out_dir = Path(out_dir)
     written = [write_json(out_dir / "summary.json", {"columns": list(COLUMNS), "units": UNITS, "rows": rows})]
     buffer = io.StringIO()
@@ -244,7 +300,7 @@ def write_summary(rows: list[dict[str, Any]], out_dir: Path = DEFAULT_REPORTS) -
     writer.writerows(rows)
     written.append(write_text(out_dir / "summary.csv", buffer.getvalue()))
     plots = _plots(rows, out_dir)
-    written.append(write_text(out_dir / "summary.md", _markdown(rows, out_dir, plots)))
+    written.append(write_text(out_dir / "summary.md", _markdown(rows, out_dir, plots, origin)))
     return written + [out_dir / name for name, plot in plots.items() if plot.figure is not None]
 
 
@@ -264,7 +320,8 @@ def _span(low: Any, high: Any) -> str:
     return _fmt(low) if low == high else f"{_fmt(low)}-{_fmt(high)}"
 
 
-def _markdown(rows: list[dict[str, Any]], out_dir: Path, plots: dict[str, _Plot]) -> str:
+def _markdown(rows: list[dict[str, Any]], out_dir: Path, plots: dict[str, _Plot],
+              origin: str | None) -> str:
     lines = [
         "# Summary: one row per hardware configuration",
         "",
@@ -275,6 +332,8 @@ def _markdown(rows: list[dict[str, Any]], out_dir: Path, plots: dict[str, _Plot]
         "labelled as such.",
         "",
     ]
+    if origin:
+        lines += [origin, ""]
     lines += _main_table(rows, out_dir)
     lines += _vivado_table(rows)
     lines += ["", "## Sources and notes", ""]
@@ -522,12 +581,31 @@ def _thousands_x(ax) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_selection_arguments(parser, DEFAULT_FIRMWARE_DIR, DEFAULT_REPORTS)
+    parser.add_argument(
+        "--from", dest="from_dir", metavar="FOLDER", type=Path, default=None,
+        help="read projects synthesized elsewhere and copied into FOLDER (each subfolder, or "
+             "FOLDER itself, is one project) instead of this checkout's builds; a project named "
+             "like a configuration also gets its verdicts and resolution; names, if given, select "
+             "projects. The summary goes to --reports as usual",
+    )
+
+
+def _configs_if_any(config_dir: Path) -> list[HardwareConfig]:
+    """The checkout's configurations, or none when the folder holds none (reports of projects
+    synthesized elsewhere need no configuration)."""
+    return load_configs(config_dir) if any(Path(config_dir).glob("*.yml")) else []
 
 
 def run(args: argparse.Namespace) -> int:
-    configs = load_configs(args.config_dir, args.configs or None)
-    rows = summary_rows(configs, args.reports, args.firmware_dir)
-    written = write_summary(rows, args.reports)
+    origin = None
+    if args.from_dir is not None:
+        rows = rows_from_folder(args.from_dir, _configs_if_any(args.config_dir), args.reports,
+                                args.configs or None)
+        origin = f"Vendor figures read from projects synthesized elsewhere, in `{args.from_dir}`."
+    else:
+        configs = load_configs(args.config_dir, args.configs or None)
+        rows = summary_rows(configs, args.reports, args.firmware_dir)
+    written = write_summary(rows, args.reports, origin)
     print((Path(args.reports) / "summary.md").read_text())
     print("wrote " + ", ".join(str(p) for p in written))
     unreadable = [r["config"] for r in rows if UNREADABLE in (r["note"] or "")]

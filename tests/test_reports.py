@@ -818,35 +818,56 @@ def test_catapult_and_vitis_results_in_one_folder_are_ambiguous(tmp_path):
         reports.read_reports(tmp_path)
 
 
+def test_project_folders_of_results_synthesized_elsewhere(tmp_path):
+    # a folder of projects: one per subfolder, named after it
+    assert reports.project_folders(FIXTURES) == [(p.name, p) for p in sorted(FIXTURES.iterdir())]
+    # a folder that is one project: reports, hls4ml's files or a *_prj folder at its top
+    for folder in (_fixture(THA), _fixture(CHI), CATAPULT):
+        assert reports.project_folders(folder) == [(folder.name, folder)]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("synthesized on the build server\n")
+    with pytest.raises(PipelineError, match="no project with reports in it or its subfolders"):
+        reports.project_folders(tmp_path)
+
+
 # ----- command line ----------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _report(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "smartpix", "parse-reports", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "smartpix", "report", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
     )
 
 
-def test_cli_prints_json_and_writes_output(tmp_path):
-    output = tmp_path / "out" / "reports.json"
-    done = _cli(str(_fixture(POM)), "--output", str(output))
+def test_report_from_one_project_folder(tmp_path):
+    (tmp_path / "configs").mkdir()
+    done = _report("--from", str(_fixture(POM)), "--reports", str(tmp_path / "out"),
+                   "--config-dir", str(tmp_path / "configs"))
     assert done.returncode == 0, done.stderr
-    printed = json.loads(done.stdout)
-    assert printed["hls"]["resources"]["DSP"] == 1170
-    assert printed["vivado_synth"]["site_types"]["LUT"] == "Slice LUTs*"
-    assert json.loads(output.read_text()) == printed
-    assert done.stdout == json.dumps(printed, indent=2, sort_keys=True) + "\n"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (row,) = summary["rows"]
+    assert row["config"] == POM and row["backend"] == "Vivado"
+    # from SOURCE.txt: HLS estimate 1170 DSP, Vivado synthesis 358266 LUTs
+    assert row["DSP"] == 1170 and row["vivado_LUT"] == 358266
+    assert "| 1170 |" in done.stdout
 
 
-def test_cli_bad_file_is_one_line_without_traceback(tmp_path):
+def test_report_from_a_bad_file_says_so_in_one_line(tmp_path):
     text = _fixture(IRIS, IRIS_REPORT, "myproject_csynth.xml").read_text()
-    truncated = tmp_path / "myproject_csynth.xml"
+    truncated = tmp_path / "results" / "iris" / "myproject_csynth.xml"
+    truncated.parent.mkdir(parents=True)
     truncated.write_text(text[:1000])
-    done = _cli(str(truncated))
-    assert done.returncode != 0
-    assert done.stdout == ""
+    (tmp_path / "configs").mkdir()
+    done = _report("--from", str(tmp_path / "results"), "--reports", str(tmp_path / "out"),
+                   "--config-dir", str(tmp_path / "configs"))
+    assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("error: ") and "myproject_csynth.xml" in lines[0]
+    assert done.stderr.strip().splitlines() == [
+        "reports of iris could not be read (see summary.md)"]
+    # the summary is written all the same, the reason on the row
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert "myproject_csynth.xml: not well-formed XML" in markdown
+    missing = _report("--from", str(tmp_path / "absent"), "--reports", str(tmp_path / "out"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'absent'}: no such folder"]

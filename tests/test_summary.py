@@ -1,8 +1,9 @@
 """`make synth` without vendor tools, Catapult runs read back, and the summary built from
-reports copied back."""
+reports copied back or from a folder of projects synthesized elsewhere."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import shutil
@@ -170,3 +171,65 @@ def test_catapult_run_without_a_layer_table_is_done_and_says_why(tmp_path, monke
     failed = run_vendor(_catapult_config(tmp_path), project)
     assert failed.status == "failed"
     assert failed.message == "catapult exited with status 3: Error: license checkout failed"
+
+
+# ----- smartpix report --from -------------------------------------------------------------------
+
+
+def _report(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smartpix", "report", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_report_from_the_fixture_folder_writes_the_summary(tmp_path):
+    out = tmp_path / "out"
+    stale = out / "summary_pareto.png"
+    stale.parent.mkdir()
+    stale.write_bytes(PNG)  # from an earlier run that had resolution figures
+    done = _report("--from", str(FIXTURES), "--reports", str(out))
+    assert done.returncode == 0, done.stderr
+    for name in ("summary.md", "summary.csv", "summary.json", "summary_resources.png", "summary_latency.png"):
+        assert (out / name).is_file(), name
+    for name in ("summary_resources.png", "summary_latency.png"):
+        assert (out / name).read_bytes().startswith(PNG)
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {row["config"]: row for row in summary["rows"]}
+    assert sorted(rows) == sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+    # figures as the SOURCE.txt files list them
+    assert rows["Thifjj__Iris_hls4ml_pynqZ2"]["LUT"] == 4725
+    assert rows["thaarres__dnd_hls4ml"]["latency_max_cycles"] == 5
+    assert rows["nycu-pcs-lab__LFADs-model-template"]["vivado_DSP"] == 2058
+    with open(out / "summary.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+    # no resolution figures here: no resolution plot, no stale one, and the summary says why
+    assert not stale.exists()
+    markdown = (out / "summary.md").read_text()
+    assert "pareto: not drawn, no configuration has both a resolution and a LUT figure" in markdown
+    assert "[resources](summary_resources.png)" in markdown
+
+
+def test_report_from_a_folder_joins_a_project_to_its_configuration(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(CATAPULT, results / "cat")
+    shutil.copytree(FIXTURES / "thaarres__dnd_hls4ml", results / "elsewhere")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "cat.yml").write_text(
+        f"name: cat\nmodel: {tmp_path / 'model'}\nbackend: Catapult\npart: nangate-45nm\nclock_period_ns: 25\n")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "csim.json").write_text(json.dumps(
+        {"configs": [{"config": "cat", "exact": True, "verdicts": [{"events": 11}]}]}))
+    done = _report("--from", str(results), "--reports", str(reports), "--config-dir", str(configs))
+    assert done.returncode == 0, done.stderr
+    rows = {row["config"]: row for row in json.loads((reports / "summary.json").read_text())["rows"]}
+    cat = rows["cat"]
+    assert (cat["csim"], cat["csim_events"], cat["backend"]) == ("exact", 11, "Catapult")
+    assert cat["area"] == 307810 and cat["latency_max_cycles"] == 273
+    assert "failed" not in cat["note"] and cat["hls_source"].startswith("Catapult: ")
+    # the layer table states no clock: the configuration's 25 ns
+    assert cat["latency_max_ns"] == 273 * 25
+    assert rows["elsewhere"]["csim"] is None and rows["elsewhere"]["LUT"] == 59561
+    assert "reports only" in rows["elsewhere"]["note"]
+    assert json.loads((reports / "summary.json").read_text())["units"]["area"].startswith(
+        "the technology library's area unit")

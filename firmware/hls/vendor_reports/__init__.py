@@ -13,6 +13,7 @@ hold is a PipelineError naming the file and the figure, not a silent default.
                              throughput per layer, FIFO areas), with the part and clock of the
                              hls4ml project around it
 - `find_reports`             the report files of one top function in a folder
+- `project_folders`          the projects in a folder of results synthesized elsewhere
 - `read_reports`             a project folder or a single file -> one JSON-ready dict
 
 Traps handled on purpose: `csynth.xml` may describe an AXI wrapper rather than the network
@@ -28,8 +29,7 @@ choosing the top), read (read_reports).
 """
 
 from firmware.hls.vendor_reports.catapult import read_catapult_layers
-from firmware.hls.vendor_reports.command import add_arguments, run
-from firmware.hls.vendor_reports.find import find_reports, has_reports
+from firmware.hls.vendor_reports.find import find_reports, has_reports, project_folders
 from firmware.hls.vendor_reports.read import read_reports
 from firmware.hls.vendor_reports.schema import (
     HLS_RESOURCES, CatapultFifo, CatapultLayer, CatapultReport, HlsReport, ReportFiles,
@@ -41,6 +41,6 @@ from firmware.hls.vendor_reports.vivado import read_vivado_utilization
 __all__ = [
     "HLS_RESOURCES", "CatapultFifo", "CatapultLayer", "CatapultReport", "HlsReport",
     "ReportFiles", "UtilizationReport",
-    "add_arguments", "find_reports", "has_reports", "read_catapult_layers", "read_csynth_rpt",
-    "read_csynth_xml", "read_reports", "read_vivado_utilization", "run",
+    "find_reports", "has_reports", "project_folders", "read_catapult_layers", "read_csynth_rpt",
+    "read_csynth_xml", "read_reports", "read_vivado_utilization",
 ]

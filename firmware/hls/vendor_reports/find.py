@@ -209,6 +209,10 @@ def find_reports(folder: str | os.PathLike[str], top: str | None = None) -> Repo
                        catapult=catapult)
 
 
+# hls4ml's own files at the top of a project folder
+_PROJECT_FILES = ("hls4ml_config.yml", "build_prj.tcl", "project.tcl")
+
+
 def is_report_file(path: Path) -> bool:
     """Whether `path` is named like a report that find_reports reads."""
     return path.name.endswith(("_csynth.xml", "_csynth.rpt")) or path.name in (
@@ -219,6 +223,26 @@ def is_report_file(path: Path) -> bool:
 def has_reports(folder: Path) -> bool:
     """Whether any report lies under `folder` (a project not yet synthesized has none)."""
     return any(is_report_file(f) for f in walk(folder))
+
+
+def project_folders(folder: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """(name, folder) of each project in a folder of results synthesized elsewhere: the folder
+    itself when it is one project (hls4ml's project files, a report or a `*_prj` folder at its
+    top), else each subfolder with a report somewhere below, named after the subfolder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PipelineError(f"{folder}: no such folder")
+    entries = sorted(e for e in folder.iterdir() if not e.name.startswith("."))
+    if any((e.is_file() and (e.name in _PROJECT_FILES or is_report_file(e)))
+           or (e.is_dir() and e.name.endswith("_prj")) for e in entries):
+        return [(folder.resolve().name, folder)]
+    projects = [(e.name, e) for e in entries if e.is_dir() and has_reports(e)]
+    if not projects:
+        raise PipelineError(
+            f"{folder}: no project with reports in it or its subfolders (looked for "
+            f"*_csynth.xml, *_csynth.rpt, csynth.xml, csynth.rpt, vivado_synth.rpt and {RESULTS_FILE})"
+        )
+    return projects
 
 
 def classify(path: Path) -> str:
