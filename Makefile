@@ -63,7 +63,7 @@ synth: $(MODEL_FILES) ## vendor HLS synthesis where installed; open RTL flow (Ve
 
 report: setup ## summary of every configuration (build/reports/summary.md); REPORTS=<folder> reads reports made elsewhere
 ifneq ($(REPORTS),)
-	$(SMARTPIX) parse-reports $(REPORTS)
+	$(SMARTPIX) report --from $(REPORTS)
 else
 	$(SMARTPIX) report
 endif

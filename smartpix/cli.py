@@ -23,8 +23,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "firmware": ("firmware.hls.project", "write one hls4ml project per hardware configuration"),
     "csim": ("firmware.hls.csim", "g++ C simulation of every configuration, bit-exact verdict"),
     "synth": ("firmware.synth", "vendor HLS synthesis where installed, open RTL flow"),
-    "report": ("firmware.summary", "one summary row per configuration, with plots"),
-    "parse-reports": ("firmware.hls.vendor_reports", "read vendor report files and print them as JSON"),
+    "report": ("firmware.summary", "one summary row per configuration, with plots (--from: synthesized elsewhere)"),
 }
 
 

@@ -25,14 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _fixtures_dir() -> Path:
-    """$SMARTPIX_VENDOR_REPORTS, else a copy inside the repository, else the shared folder."""
-    if os.environ.get("SMARTPIX_VENDOR_REPORTS"):
-        return Path(os.environ["SMARTPIX_VENDOR_REPORTS"])
-    local = REPO / "tests" / "fixtures" / "vendor_reports"
-    if local.is_dir():
-        return local
-    # the shared folder sits beside the repository checkout
-    return Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vendor_reports"
+    """The copies in tests/fixtures/vendor_reports, or $SMARTPIX_VENDOR_REPORTS to run the same
+    checks on another set of folders."""
+    override = os.environ.get("SMARTPIX_VENDOR_REPORTS")
+    return Path(override) if override else REPO / "tests" / "fixtures" / "vendor_reports"
 
 
 FIXTURES = _fixtures_dir()
@@ -324,7 +320,7 @@ def test_per_slr_percentages_match_the_text_report(folder, folder_results):
 
 
 def test_fixtures_read_without_warnings(caplog):
-    with caplog.at_level("WARNING", logger="firmware.reports"):
+    with caplog.at_level("WARNING", logger="firmware.hls.vendor_reports"):
         for folder in FOLDERS:
             reports.read_reports(_fixture(folder))
     assert caplog.records == []
@@ -661,35 +657,217 @@ def test_empty_folder_and_missing_path(tmp_path):
         reports.read_reports(tmp_path / "absent")
 
 
+# ----- Catapult ---------------------------------------------------------------------------------
+
+CATAPULT = REPO / "tests" / "fixtures" / "catapult_reports" / "smart-pix__smart-pixels-ml"
+CATAPULT_TABLE = CATAPULT / "SmtPxl_prj" / "SmtPxl.v1" / "nnet_layer_results.txt"
+
+# The layer table as SOURCE.txt lists it: (function, config, area, latency, thruput)
+CATAPULT_LAYERS = [
+    ("nnet::depthwise_conv_2d_cl", "config19", 6188, 273, 273),
+    ("nnet::pointwise_conv_2d_cl", "config21", 1637, 209, 209),
+    ("nnet::hard_tanh", "hard_tanh_config4", 672, 209, 209),
+    ("nnet::pointwise_conv_2d_cl", "config22", 1422, 209, 209),
+    ("nnet::hard_tanh", "hard_tanh_config7", 570, 209, 209),
+    ("nnet::pooling2d_cl", "config8", 3447, 209, 209),
+    ("nnet::linear", "linear_config9", 339, 18, 18),
+    ("nnet::dense", "config11", 212730, 18, 18),
+    ("nnet::hard_tanh", "hard_tanh_config13", 2342, 1, 1),
+    ("nnet::dense", "config14", 38041, 1, 1),
+    ("nnet::hard_tanh", "hard_tanh_config16", 2342, 1, 1),
+    ("nnet::dense", "config17", 33335, 1, 1),
+]
+# "FIFO Interconnect" as SOURCE.txt lists it: variable -> (width, depth, area)
+CATAPULT_FIFOS = {
+    "layer11_out": (256, 1, 1122), "layer13_out": (128, 1, 562), "layer14_out": (256, 1, 1122),
+    "layer16_out": (128, 1, 562), "layer19_out": (32, 1, 142), "layer20_out": (80, 1, 352),
+    "layer4_out": (20, 1, 89), "layer5_out": (60, 1, 264), "layer7_out": (20, 1, 89),
+    "layer8_out": (60, 1, 264), "layer9_out": (40, 1, 177),
+}
+
+
+def test_catapult_layer_table_figures():
+    result = reports.read_reports(CATAPULT)
+    assert result["files"] == [str(CATAPULT_TABLE)]
+    assert result["vivado_synth"] is None
+    figures = result["hls"]
+    assert figures["tool"] == "Catapult"
+    assert figures["source"] == str(CATAPULT_TABLE)
+    assert figures["top"] == "SmtPxl" and figures["solution"] == "SmtPxl.v1"
+    layers = figures["layers"]
+    assert len(layers) == 12
+    for layer, (function, config, area, latency, thruput) in zip(layers, CATAPULT_LAYERS):
+        assert layer["name"].startswith(function + "<") and layer["name"].endswith(f",{config}>")
+        assert (layer["area"], layer["latency_cycles"], layer["throughput_cycles"]) == (
+            area, latency, thruput)
+    # the totals SOURCE.txt states
+    assert figures["area_layers"] == 303065
+    largest = max(layers, key=lambda layer: layer["area"])
+    assert largest["name"] == "nnet::dense<layer9_t,q_dense_result_t,config11>"
+    assert largest["area"] == 212730 and round(100 * 212730 / figures["area_layers"]) == 70
+    assert figures["area_fifos"] == 4745
+    assert figures["area_total"] == 307810
+    fifos = {f["variable"]: (f["width"], f["depth"], f["area"]) for f in figures["fifos"]}
+    assert fifos == CATAPULT_FIFOS
+    # 273 cycles in the depthwise stage, the slowest block: latency and interval of the design
+    assert figures["latency_best_cycles"] == figures["latency_worst_cycles"] == 273
+    assert figures["interval_min"] == figures["interval_max"] == 273
+    assert figures["latency_basis"] == "largest layer latency"
+    assert figures["latency_layers_sum_cycles"] == sum(row[3] for row in CATAPULT_LAYERS)
+    assert figures["stated_total"] is None
+    # the table states no part, clock or tool version, and nothing stands in for them
+    assert figures["part"] is None and figures["clock_target_ns"] is None
+    assert figures["latency_worst_ns"] is None and figures["tool_version"] is None
+    assert figures["area_units"] == "library area units"
+
+
+def _catapult_project(root: Path, solution: str = "SmtPxl.v1", table: str | None = None) -> Path:
+    path = root / "SmtPxl_prj" / solution / "nnet_layer_results.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(CATAPULT_TABLE.read_text() if table is None else table)
+    return path
+
+
+def test_catapult_part_and_clock_come_from_the_build_script(tmp_path):
+    _catapult_project(tmp_path)
+    # the library and clock SOURCE.txt names for this run, as hls4ml's build_prj.tcl sets them
+    (tmp_path / "build_prj.tcl").write_text(
+        "proc setup_xilinx_part { part } {\n}\n"
+        "  project new -name SmtPxl_prj\n"
+        "set design_top SmtPxl\n"
+        "set hls_clock_period 25\n"
+        "setup_asic_libs {tcbn28hpcplusbwp30p140ssg0p81v125c_ccs_dc}\n"
+    )
+    figures = reports.read_reports(tmp_path)["hls"]
+    assert figures["part"] == "tcbn28hpcplusbwp30p140ssg0p81v125c_ccs_dc"
+    assert figures["technology"] == "asic"
+    assert figures["clock_target_ns"] == 25
+    assert figures["latency_worst_ns"] == pytest.approx(273 * 25)
+    (tmp_path / "build_prj.tcl").unlink()
+    (tmp_path / "hls4ml_config.yml").write_text(
+        "KerasModel: !keras_model 'model.h5'\nProjectName: SmtPxl\nPart: xcvu13p-flga2577-2-e\n"
+        "ClockPeriod: 5\nTechnology: fpga\n")
+    figures = reports.read_reports(tmp_path)["hls"]
+    assert (figures["part"], figures["technology"], figures["clock_target_ns"]) == (
+        "xcvu13p-flga2577-2-e", "fpga", 5)
+
+
+def test_catapult_last_solution_is_read_with_versions_as_numbers(tmp_path):
+    older = CATAPULT_TABLE.read_text().replace("212730", "999999")
+    _catapult_project(tmp_path, "SmtPxl.v9", older)
+    newest = _catapult_project(tmp_path, "SmtPxl.v10")
+    result = reports.read_reports(tmp_path)
+    assert result["files"] == [str(newest)]
+    assert result["hls"]["area_layers"] == 303065
+
+
+def test_catapult_table_copied_on_its_own_is_recognised(tmp_path):
+    copy = tmp_path / "catapult_results.log"
+    shutil.copy(CATAPULT_TABLE, copy)
+    figures = reports.read_reports(copy)["hls"]
+    assert figures["area_total"] == 307810 and figures["top"] is None
+    with pytest.raises(PipelineError, match="there are reports of SmtPxl: pass --top"):
+        reports.read_reports(CATAPULT, top="other")
+
+
+def test_catapult_row_out_of_its_columns_is_refused(tmp_path):
+    text = CATAPULT_TABLE.read_text()
+    row = next(line for line in text.splitlines() if "config14>" in line)
+    # the area pushed one column left: it now runs across the border of the empty II column
+    shifted = row.replace("  38041", "38041  ")
+    _catapult_project(tmp_path, table=text.replace(row, shifted))
+    expected = r"does not line up with its table's columns: 'nnet::dense<layer13_t"
+    with pytest.raises(PipelineError, match=expected):
+        reports.read_reports(tmp_path)
+    _catapult_project(tmp_path, table=text.replace(row, row.replace("38041", "n/a  ")))
+    with pytest.raises(PipelineError, match=r"area of layer nnet::dense<layer13_t.*is not a number"):
+        reports.read_reports(tmp_path)
+
+
+def test_catapult_total_row_is_the_total_not_a_layer(tmp_path):
+    text = CATAPULT_TABLE.read_text()
+    lines = text.splitlines()
+    last = next(line for line in lines if "config17>" in line)
+    header = next(line for line in lines if "Thruput" in line)
+    cells = {"Layer": "Total", "Area": "307810", "Latency": "280", "Thruput": "273"}
+    total = ""
+    for name in ("Layer", "Area", "Latency", "Thruput"):
+        total = total.ljust(header.index(name)) + cells[name]
+    _catapult_project(tmp_path, table=text.replace(last, last + "\n" + total))
+    figures = reports.read_reports(tmp_path)["hls"]
+    assert len(figures["layers"]) == 12 and figures["area_layers"] == 303065
+    assert figures["latency_worst_cycles"] == 280 and figures["interval_max"] == 273
+    assert figures["latency_basis"] == "total stated in the report"
+
+
+def test_catapult_with_its_own_vivado_synthesis(tmp_path):
+    table = _catapult_project(tmp_path)
+    utilization = table.parent / "vivado_concat_v" / "utilization_synth.rpt"
+    utilization.parent.mkdir()
+    shutil.copy(_fixture(THA, "vivado_synth.rpt"), utilization)
+    result = reports.read_reports(tmp_path)
+    assert result["files"] == [str(table), str(utilization)]
+    assert result["vivado_synth"]["used"]["LUT"] == 31277
+
+
+def test_catapult_and_vitis_results_in_one_folder_are_ambiguous(tmp_path):
+    _catapult_project(tmp_path / "a")
+    _copy(_fixture(THA, "myproject_csynth.rpt"), tmp_path / "b" / "SmtPxl_csynth.rpt",
+          "myproject", "SmtPxl")
+    with pytest.raises(PipelineError, match="both Catapult results .* and Vivado/Vitis HLS reports"):
+        reports.read_reports(tmp_path)
+
+
+def test_project_folders_of_results_synthesized_elsewhere(tmp_path):
+    # a folder of projects: one per subfolder, named after it
+    assert reports.project_folders(FIXTURES) == [(p.name, p) for p in sorted(FIXTURES.iterdir())]
+    # a folder that is one project: reports, hls4ml's files or a *_prj folder at its top
+    for folder in (_fixture(THA), _fixture(CHI), CATAPULT):
+        assert reports.project_folders(folder) == [(folder.name, folder)]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("synthesized on the build server\n")
+    with pytest.raises(PipelineError, match="no project with reports in it or its subfolders"):
+        reports.project_folders(tmp_path)
+
+
 # ----- command line ----------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _report(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "smartpix", "parse-reports", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "smartpix", "report", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
     )
 
 
-def test_cli_prints_json_and_writes_output(tmp_path):
-    output = tmp_path / "out" / "reports.json"
-    done = _cli(str(_fixture(POM)), "--output", str(output))
+def test_report_from_one_project_folder(tmp_path):
+    (tmp_path / "configs").mkdir()
+    done = _report("--from", str(_fixture(POM)), "--reports", str(tmp_path / "out"),
+                   "--config-dir", str(tmp_path / "configs"))
     assert done.returncode == 0, done.stderr
-    printed = json.loads(done.stdout)
-    assert printed["hls"]["resources"]["DSP"] == 1170
-    assert printed["vivado_synth"]["site_types"]["LUT"] == "Slice LUTs*"
-    assert json.loads(output.read_text()) == printed
-    assert done.stdout == json.dumps(printed, indent=2, sort_keys=True) + "\n"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (row,) = summary["rows"]
+    assert row["config"] == POM and row["backend"] == "Vivado"
+    # from SOURCE.txt: HLS estimate 1170 DSP, Vivado synthesis 358266 LUTs
+    assert row["DSP"] == 1170 and row["vivado_LUT"] == 358266
+    assert "| 1170 |" in done.stdout
 
 
-def test_cli_bad_file_is_one_line_without_traceback(tmp_path):
+def test_report_from_a_bad_file_says_so_in_one_line(tmp_path):
     text = _fixture(IRIS, IRIS_REPORT, "myproject_csynth.xml").read_text()
-    truncated = tmp_path / "myproject_csynth.xml"
+    truncated = tmp_path / "results" / "iris" / "myproject_csynth.xml"
+    truncated.parent.mkdir(parents=True)
     truncated.write_text(text[:1000])
-    done = _cli(str(truncated))
-    assert done.returncode != 0
-    assert done.stdout == ""
+    (tmp_path / "configs").mkdir()
+    done = _report("--from", str(tmp_path / "results"), "--reports", str(tmp_path / "out"),
+                   "--config-dir", str(tmp_path / "configs"))
+    assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("error: ") and "myproject_csynth.xml" in lines[0]
+    assert done.stderr.strip().splitlines() == [
+        "reports of iris could not be read (see summary.md)"]
+    # the summary is written all the same, the reason on the row
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert "myproject_csynth.xml: not well-formed XML" in markdown
+    missing = _report("--from", str(tmp_path / "absent"), "--reports", str(tmp_path / "out"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines() == [f"error: {tmp_path / 'absent'}: no such folder"]

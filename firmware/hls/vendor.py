@@ -1,7 +1,8 @@
 """Vendor HLS tool runs: detected on PATH, never assumed (vivado_hls for Vivado, vitis-run or
 vitis_hls for Vitis, catapult for Catapult, also found through $MGC_HOME or $CATAPULT_HOME).
 hls4ml's own build script runs in the project folder with its log kept beside it, and the
-reports it writes are read back into the figure schema of `firmware.hls.vendor_reports`."""
+reports it writes (Vivado/Vitis C-synthesis reports, Catapult's layer table) are read back into
+the figure schema of `firmware.hls.vendor_reports`."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ INSTALL_HINTS = {
 class VendorResult:
     config: str
     backend: str
-    status: str  # "done" | "tool missing" | "failed"
+    status: str  # "done" | "tool missing" | "failed" (the tool's exit status, not its figures)
     tool: str | None = None
     message: str = ""
     seconds: float = 0.0
@@ -90,17 +91,30 @@ def run_vendor(config: HardwareConfig, project: Path, vsynth: bool = False, cosi
                                  stdout=log_file, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     result = VendorResult(config.name, config.backend, "done", tool=tool, seconds=round(seconds, 1), log=str(log_path))
-    try:
-        from firmware.hls.vendor_reports import read_reports
-
-        result.reports = read_reports(project)
-    except PipelineError as err:
-        result.status = "failed"
-        result.message = f"{err}; last error in the log: {_last_error(log_path)}"
-    if process.returncode != 0 and result.status == "done":
-        result.status = "failed"
-        result.message = f"{Path(tool).name} exited with status {process.returncode}: {_last_error(log_path)}"
+    _read_back(result, project, process.returncode, log_path)
     return result
+
+
+def _read_back(result: VendorResult, project: Path, returncode: int, log_path: Path) -> None:
+    """Judge the run by the tool's exit status and attach whatever figures it left.
+
+    Figures that cannot be read after a run that succeeded do not make it failed (the tool
+    did its work; a Catapult without hls4ml's /HLS4ML flow package writes no layer table),
+    but the message says why the figures are missing, and the summary repeats it.
+    """
+    from firmware.hls.vendor_reports import read_reports
+
+    try:
+        result.reports = read_reports(project)
+        unreadable = None
+    except PipelineError as err:
+        unreadable = str(err)
+    if returncode != 0:
+        result.status = "failed"
+        tool = Path(result.tool or "").name
+        result.message = f"{tool} exited with status {returncode}: {_last_error(log_path)}"
+    elif unreadable is not None:
+        result.message = f"synthesis finished, but its figures could not be read: {unreadable}"
 
 
 def _last_error(log_path: Path) -> str:
