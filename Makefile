@@ -14,7 +14,7 @@ MODELS      := $(BUILD)/models
 CONFIGS     := $(wildcard hls_configs/*.yml)
 CONFIG      ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
-EPOCHS      ?= 20
+EPOCHS      ?=
 REPORTS     ?=
 
 .DEFAULT_GOAL := help
@@ -33,21 +33,28 @@ $(VENV)/.installed: requirements.lock.txt pyproject.toml
 
 setup: $(VENV)/.installed ## create .venv from the pinned requirements (idempotent)
 
-$(DATA)/.complete: $(VENV)/.installed train/simulate.py train/dataset.py
+$(DATA)/.complete: $(VENV)/.installed train/generator.py train/dataset.py
 	$(SMARTPIX) generate --out $(DATA)
 	touch $@
 
 data: $(DATA)/.complete ## generate the default synthetic dataset (build/data/synthetic)
 
-$(MODELS)/%/model.h5: $(DATA)/.complete train/models.py train/fit.py train/loss.py
-	$(SMARTPIX) train --data $(DATA) --architecture $* --epochs $(EPOCHS) --out $(MODELS)/$*
+# One model per spec file; a spec, the data or the training code changing retrains it.
+SPECS         := $(wildcard model_specs/*.yml)
+TRAIN_SOURCES := $(wildcard train/*.py)
+EPOCHS_FLAG   := $(if $(EPOCHS),--epochs $(EPOCHS))
 
-$(MODELS)/baseline_float/model.h5: $(DATA)/.complete train/models.py train/fit.py train/loss.py
-	$(SMARTPIX) train --data $(DATA) --architecture baseline --float --epochs $(EPOCHS) --out $(MODELS)/baseline_float
+$(MODELS)/%/model.h5: model_specs/%.yml $(DATA)/.complete $(TRAIN_SOURCES)
+	$(SMARTPIX) train --spec $< --data $(DATA) --out $(MODELS)/$* $(EPOCHS_FLAG)
 
-MODEL_FILES := $(MODELS)/baseline/model.h5 $(MODELS)/xysum/model.h5
+$(MODELS)/%_float/model.h5: model_specs/%.yml $(DATA)/.complete $(TRAIN_SOURCES)
+	$(SMARTPIX) train --spec $< --float --data $(DATA) --out $(MODELS)/$*_float $(EPOCHS_FLAG)
 
-train: $(MODEL_FILES) ## train the baseline and xysum QKeras models (build/models/)
+# the models the hardware configurations build (their `model:` lines)
+MODEL_FILES := $(sort $(addsuffix /model.h5,$(shell sed -n 's/^model: *//p' $(CONFIGS))))
+SPEC_MODELS := $(patsubst model_specs/%.yml,$(MODELS)/%/model.h5,$(SPECS))
+
+train: $(SPEC_MODELS) ## train one QKeras model per spec in model_specs/ (build/models/<spec>/)
 
 evaluate: $(MODEL_FILES) $(MODELS)/baseline_float/model.h5 ## resolution tables and plots (build/reports/evaluation/)
 	$(SMARTPIX) evaluate --data $(DATA) --models $(MODELS)/baseline $(MODELS)/xysum --float-baseline $(MODELS)/baseline_float

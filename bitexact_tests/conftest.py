@@ -1,8 +1,9 @@
 """Bit-exact proof for every shipped configuration, in C simulation and in RTL simulation.
 
-A small synthetic dataset is generated and both architectures are trained briefly, so that the
-firmware sees real trained weights and real held-out events (the shipped configurations point at
-build/models/<architecture>; here each is pointed at its freshly trained model). Projects are
+A small synthetic dataset is generated and every model the shipped configurations use is trained
+briefly from its spec in model_specs/, so that the firmware sees real trained weights and real
+held-out events (the shipped configurations point at build/models/<spec>; here each is pointed at
+its freshly trained model). Projects are
 converted and their testbenches built once per session, in parallel.
 """
 
@@ -18,23 +19,23 @@ from firmware.config import load_configs
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = load_configs(REPO / "hls_configs")
-ARCHITECTURES = sorted({Path(c.model).name for c in SHIPPED})
+MODELS = sorted({Path(c.model).name for c in SHIPPED})
 
 
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory) -> dict[str, Path]:
-    from train import dataset
     from train.fit import TrainOptions, train
-    from train.models import ModelSpec
     from train.generator import generate_dataset
+    from train.specs import DEFAULT_SPEC_DIR, load_spec
 
     root = tmp_path_factory.mktemp("bitexact")
     data = root / "data"
     generate_dataset(data, n_files=6, events_per_file=1000, seed=11)
     options = TrainOptions(epochs=3, batch_size=256, patience=3, seed=11, reference_events=1000)
+    specs = {name: load_spec(DEFAULT_SPEC_DIR / f"{name}.yml") for name in MODELS}
     return {
-        arch: train(data, root / "models" / arch, ModelSpec(architecture=arch), dataset.DataOptions(), options).directory
-        for arch in ARCHITECTURES
+        name: train(data, root / "models" / name, spec.model, spec.data_options(), options).directory
+        for name, spec in specs.items()
     }
 
 

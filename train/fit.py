@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -37,14 +38,45 @@ DEFAULT_DATA = paths.DATA
 DEFAULT_MODELS = paths.MODELS
 
 
+RECIPES = ("quantized", "float_then_quantized")
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainOptions:
+    """How a model is trained.
+
+    `recipe` "float_then_quantized" first trains the full-precision twin for `float_epochs`, then
+    starts the quantized model from its weights and fine-tunes it for `epochs` at
+    `finetune_learning_rate`: quantization-aware training from a good float solution reaches a
+    better minimum than quantized training from scratch. `clipnorm` bounds each step (0: off).
+    """
+
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 3e-3
     patience: int = 4
     seed: int = 1
     reference_events: int = 2000
+    recipe: str = "quantized"
+    schedule: str = "constant"
+    clipnorm: float = 0.0
+    float_epochs: int = 20
+    finetune_learning_rate: float = 1e-3
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "reference_events", "patience", "float_epochs"):
+            if getattr(self, name) < 1:
+                raise PipelineError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "finetune_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise PipelineError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.clipnorm < 0:
+            raise PipelineError(f"clipnorm must be 0 (off) or positive, got {self.clipnorm}")
+        if self.recipe not in RECIPES:
+            raise PipelineError(f"recipe {self.recipe!r} is not one of {', '.join(RECIPES)}")
+        if self.schedule not in SCHEDULES:
+            raise PipelineError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
 
 @dataclass(frozen=True)
@@ -65,9 +97,7 @@ def train(
     """Train one model on `data_dir` and write its model directory to `out_dir` (atomically)."""
     from train import dataset
 
-    for name in ("epochs", "batch_size", "reference_events"):
-        if getattr(options, name) < 1:
-            raise PipelineError(f"{name} must be at least 1, got {getattr(options, name)}")
+    options.check()
     pairs = dataset.discover(Path(data_dir), layout=data_options.layout)
     train_pairs, val_pairs, test_pairs = dataset.split_files(pairs, seed=options.seed)
     # Every value training reads, and the test files, are checked before the first epoch: a bad
@@ -85,48 +115,35 @@ def train(
 
     import tensorflow as tf
 
-    from train.loss import mdn_nll
     from train.models import build_model
 
     tf.keras.utils.set_random_seed(options.seed)
     tf.config.experimental.enable_op_determinism()
     input_shape = data_options.input_shape()
     model = build_model(spec, input_shape, quantized=quantized)
-    model.compile(optimizer=tf.keras.optimizers.Adam(options.learning_rate), loss=mdn_nll)
     log.info(
         "training %s (%d parameters) on %d/%d/%d train/val/test files",
         model.name, model.count_params(), len(train_pairs), len(val_pairs), len(test_pairs),
     )
     train_data = dataset.make_dataset(train_pairs, data_options, options.batch_size, shuffle=True, seed=options.seed)
     val_data = dataset.make_dataset(val_pairs, data_options, options.batch_size, shuffle=False, seed=options.seed)
+    steps = sum(p.n_events for p in train_pairs) // options.batch_size + 1
 
     with atomic_dir(out_dir) as tmp:
-        checkpoint = tmp / "checkpoint.weights.h5"
-        callbacks = [
-            tf.keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=options.patience, restore_best_weights=True
-            ),
-            tf.keras.callbacks.ModelCheckpoint(
-                str(checkpoint), monitor="val_loss", save_best_only=True, save_weights_only=True
-            ),
-            tf.keras.callbacks.CSVLogger(str(tmp / "history.csv")),
-            tf.keras.callbacks.TerminateOnNaN(),
-        ]
         started = time.perf_counter()
-        # the files were checked above, but one can still change or fail to read while training
-        with dataset.loader_errors():
-            history = model.fit(
-                train_data,
-                validation_data=val_data,
-                epochs=options.epochs,
-                callbacks=callbacks,
-                verbose=1 if sys.stderr.isatty() else 2,
-            )
+        learning_rate, epochs = options.learning_rate, options.epochs
+        if quantized and options.recipe == "float_then_quantized":
+            twin = build_model(spec, input_shape, quantized=False)
+            log.info("training the full-precision twin first (%d epochs)", options.float_epochs)
+            _fit(twin, train_data, val_data, options, options.learning_rate, options.float_epochs, steps, tmp / "float")
+            copied = copy_matching_weights(twin, model)
+            log.info("fine-tuning %s from the twin's weights (%d layers copied)", model.name, copied)
+            learning_rate = options.finetune_learning_rate
+        history = _fit(model, train_data, val_data, options, learning_rate, epochs, steps, tmp)
         seconds = time.perf_counter() - started
         val_losses = [float(v) for v in history.history.get("val_loss", [])]
         if not val_losses or not np.isfinite(min(val_losses)):
             raise PipelineError(f"training of {model.name} diverged (validation loss {val_losses[-1:]})")
-        checkpoint.unlink(missing_ok=True)
 
         save_model_directory(tmp, model, spec, data_options, ref_inputs, ref_labels, {
             "seed": options.seed,
@@ -150,10 +167,57 @@ def train(
     return TrainedModel(Path(out_dir), int(model.count_params()), val_losses[best])
 
 
+def _fit(model, train_data, val_data, options: TrainOptions, learning_rate: float, epochs: int, steps: int,
+         folder: Path):
+    """Compile and fit `model`, keeping the best validation weights; the history is in
+    `folder`/history.csv."""
+    import tensorflow as tf
+
+    from train import dataset
+    from train.loss import mdn_nll
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rate = learning_rate
+    if options.schedule == "cosine":
+        rate = tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps * epochs, alpha=0.02)
+    optimizer = tf.keras.optimizers.Adam(rate, clipnorm=options.clipnorm or None)
+    model.compile(optimizer=optimizer, loss=mdn_nll)
+    checkpoint = folder / "checkpoint.weights.h5"
+    callbacks = [
+        tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
+        tf.keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True,
+                                           save_weights_only=True),
+        tf.keras.callbacks.CSVLogger(str(folder / "history.csv")),
+        tf.keras.callbacks.TerminateOnNaN(),
+    ]
+    # the files were checked before training, but one can still change or fail to read meanwhile
+    with dataset.loader_errors():
+        history = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks,
+                            verbose=1 if sys.stderr.isatty() else 2)
+    checkpoint.unlink(missing_ok=True)
+    return history
+
+
+def copy_matching_weights(source, target) -> int:
+    """Copy the weights of every `source` layer into the `target` layer of the same name and
+    shapes (the float twin and the quantized model share names); returns how many were copied."""
+    copied = 0
+    names = {layer.name for layer in source.layers}
+    for layer in target.layers:
+        weights = layer.get_weights()
+        if not weights or layer.name not in names:
+            continue
+        values = source.get_layer(layer.name).get_weights()
+        if [w.shape for w in values] == [w.shape for w in weights]:
+            layer.set_weights(values)
+            copied += 1
+    return copied
+
+
 def save_model_directory(
     directory: Path,
     model,
-    spec: ModelSpec,
+    spec: ModelSpec | None,
     data_options: dataset.DataOptions | None,
     ref_inputs: np.ndarray,
     ref_labels: np.ndarray,
@@ -178,7 +242,7 @@ def save_model_directory(
                         outputs=ref_outputs, labels=np.asarray(ref_labels, dtype=np.float32))
     write_json(Path(directory) / "model.json", {
         "name": name,
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict() if spec is not None else None,
         "quantized": quantized,
         "data": data_options.to_dict() if data_options is not None else None,
         "input_shape": list(model.input_shape[1:]),
@@ -211,22 +275,23 @@ def read_model_description(model_dir: Path) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", type=Path, default=None,
+                        help="model spec file (model_specs/<name>.yml): architecture, bit widths, data, training")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="directory of recon/labels parquet files")
     parser.add_argument("--out", type=Path, default=None, help="model directory (default build/models/<name>)")
-    parser.add_argument("--name", default=None, help="model name (default: the architecture)")
-    parser.add_argument("--architecture", choices=ARCHITECTURES, default="baseline")
+    parser.add_argument("--name", default=None, help="model name (default: the spec's name or the architecture)")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default=None,
+                        help="without --spec: train this architecture with default bit widths")
     parser.add_argument("--float", dest="float_model", action="store_true",
                         help="train the unquantized Keras twin of the architecture instead")
-    parser.add_argument("--layout", choices=("2D", "3D"), default="3D")
-    parser.add_argument("--time-slices", default="0,19", help="comma-separated slice indices (3D layout)")
-    parser.add_argument("--standardize", action="store_true", help="z-score the pixels with train-set statistics")
-    defaults = TrainOptions()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--reference-events", type=int, default=defaults.reference_events)
+    parser.add_argument("--layout", choices=("2D", "3D"), default=None)
+    parser.add_argument("--time-slices", default=None, help="comma-separated slice indices (3D layout)")
+    parser.add_argument("--standardize", action="store_true", default=None,
+                        help="z-score the pixels with train-set statistics")
+    for field in dataclasses.fields(TrainOptions):
+        flag = "--" + field.name.replace("_", "-")
+        kind = type(field.default)
+        parser.add_argument(flag, type=kind, default=None, help=f"training option (default {field.default})")
 
 
 def parse_slices(text: str) -> tuple[int, ...]:
@@ -238,16 +303,34 @@ def parse_slices(text: str) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from train import dataset
+    from train.specs import load_spec
 
-    spec = ModelSpec(architecture=args.architecture)
-    data_options = dataset.DataOptions(
-        layout=args.layout, time_slices=parse_slices(args.time_slices), standardize=args.standardize
-    )
-    options = TrainOptions(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, seed=args.seed, reference_events=args.reference_events,
-    )
-    name = args.name or (f"{args.architecture}_float" if args.float_model else args.architecture)
+    if args.spec is not None and args.architecture is not None:
+        raise PipelineError("give --spec or --architecture, not both")
+    spec_file = load_spec(args.spec) if args.spec is not None else None
+    if spec_file is not None and spec_file.imported:
+        if args.float_model:
+            raise PipelineError(f"{args.spec}: a model trained elsewhere has no float twin to train here")
+        from train.imported import import_model
+
+        out = args.out or DEFAULT_MODELS / (args.name or spec_file.name)
+        result = import_model(spec_file, args.data, out, seed=args.seed or TrainOptions.seed,
+                              reference_events=args.reference_events or TrainOptions.reference_events)
+        print(f"{result.directory}: {result.params} parameters, imported from {spec_file.model_file}")
+        return 0
+    spec = spec_file.model if spec_file else ModelSpec(architecture=args.architecture or "baseline")
+    data = dict(spec_file.data) if spec_file else {}
+    for key, value in (("layout", args.layout), ("standardize", args.standardize)):
+        if value is not None:
+            data[key] = value
+    if args.time_slices is not None:
+        data["time_slices"] = list(parse_slices(args.time_slices))
+    data_options = dataset.DataOptions.from_dict(data)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)
+                 if getattr(args, f.name) is not None}
+    options = dataclasses.replace(TrainOptions(**(spec_file.training if spec_file else {})), **overrides)
+    base = spec_file.name if spec_file else spec.architecture
+    name = args.name or (f"{base}_float" if args.float_model else base)
     out = args.out or DEFAULT_MODELS / name
     result = train(args.data, out, spec, data_options, options, quantized=not args.float_model)
     print(f"{result.directory}: {result.params} parameters, best val_loss {result.val_loss:.4f}")
