@@ -1,0 +1,168 @@
+"""What the C simulation stage does when things go wrong: a program that is not a compiler, a
+full disk, a killed or terminated run, leftovers of killed runs; and that its output and its
+projects stay clean (no third-party chatter, byte-identical projects)."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from firmware.config import load_configs
+from firmware.hls.csim import build_testbench
+from firmware.hls.project import TESTBENCH, _pin_volatile_content, convert
+from smartpix import processes
+from smartpix.errors import PipelineError
+from tests.conftest import REPO, tiny_model_directory
+
+CHATTER = ("cuDNN", "cuFFT", "cuBLAS", "copying AC", "Copying NNET", "UserWarning", "WARNING:tensorflow",
+           "Traceback")
+
+
+# --------------------------------------------------------------------------- fixtures and tools
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A tiny model, its Catapult configuration, and its project converted once."""
+    root = tmp_path_factory.mktemp("tiny")
+    model = tiny_model_directory(root / "model")
+    configs = root / "configs"
+    configs.mkdir()
+    (configs / "tiny.yml").write_text(
+        f"name: tiny\nmodel: {model}\nbackend: Catapult\npart: nangate-45nm\nclock_period_ns: 25\n")
+    firmware = root / "firmware"
+    project = convert(load_configs(configs)[0], firmware / "tiny" / "hls")
+    return {"root": root, "model": model, "configs": configs, "firmware": firmware, "project": project.directory}
+
+
+def _csim(tiny: dict[str, Path], firmware: Path, cache: Path, env: dict[str, str] | None = None,
+          stderr=subprocess.PIPE) -> subprocess.Popen:
+    """`smartpix csim` on the tiny configuration, in a process of its own."""
+    command = [sys.executable, "-m", "smartpix", "csim", "--config-dir", str(tiny["configs"]),
+               "--firmware-dir", str(firmware), "--cache-dir", str(cache), "--reports", str(cache.parent / "reports")]
+    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
+def _fake_compiler(folder: Path, body: str) -> Path:
+    """A shell script standing in for the compiler: `body` runs first; the compiler check
+    (`--version`, the test program) goes to g++."""
+    path = folder / "fakecxx"
+    path.write_text('#!/bin/sh\ncase "$*" in\n  --version|*"-o probe"*) exec g++ "$@" ;;\nesac\n' + body)
+    path.chmod(0o755)
+    return path
+
+
+def _compiler_with_a_child(folder: Path) -> Path:
+    """g++, after starting a long-lived child of its own for each compile: a process that only
+    ends if something ends it, as a compiler's cc1plus or as would outlive a killed driver."""
+    path = folder / "cxx-with-child"
+    path.write_text('#!/bin/sh\ncase "$*" in *" -c "*) sleep 600 & ;; esac\nexec g++ "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def _small_project(folder: Path) -> Path:
+    """The two sources a testbench build compiles, small enough to build in a moment."""
+    (folder / "firmware").mkdir(parents=True)
+    (folder / "firmware" / "myproject.cpp").write_text("int twice(int x) { return 2 * x; }\n")
+    (folder / TESTBENCH).write_text("int twice(int);\nint main() { return twice(0); }\n")
+    return folder
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, ...), None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> dict[tuple[int, str], str]:
+    """Every process below `root`: (pid, start time) -> command line."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        fields = _stat(pid)
+        if fields:
+            found[(pid, fields[19])] = _cmdline(pid)
+            todo += children.get(pid, [])
+    return found
+
+
+def _alive(pid: int, started: str) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[19] == started and fields[0] != "Z"
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    """Poll `condition` until it holds or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def _survivors(tree: dict[tuple[int, str], str], marker: str) -> list[str]:
+    """Processes of `tree`, or any mentioning `marker` in their command line, still alive."""
+    alive = [cmd for (pid, started), cmd in tree.items() if _alive(pid, started)]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and marker in _cmdline(int(entry.name)):
+            fields = _stat(int(entry.name))
+            if fields and fields[0] != "Z":
+                alive.append(_cmdline(int(entry.name)))
+    return alive
+
+
+def _compiling(process: subprocess.Popen) -> dict[tuple[int, str], str] | None:
+    """The process tree of `process` once cc1plus compiles the project's firmware in it."""
+    tree = _descendants(process.pid)
+    return tree if any("cc1plus" in cmd and "myproject.cpp" in cmd for cmd in tree.values()) else None
+
+
+# --------------------------------------------------------------------------- killed runs
+
+def test_stale_temporaries_are_those_of_processes_that_have_gone(tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    living = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / f".key.{gone.pid}.abc123.tmp").mkdir()
+        (tmp_path / f".csim.{gone.pid}.x_y.tmp").write_text("")
+        (tmp_path / f".key.{living.pid}.abc123.tmp").mkdir()
+        (tmp_path / f".key.{os.getpid()}.abc123.tmp").mkdir()
+        (tmp_path / "0123abcd").mkdir()
+        assert sorted(p.name for p in processes.stale_temporaries(tmp_path)) == sorted(
+            [f".csim.{gone.pid}.x_y.tmp", f".key.{gone.pid}.abc123.tmp"])
+        assert [p.name for p in processes.stale_temporaries(tmp_path, "csim")] == [f".csim.{gone.pid}.x_y.tmp"]
+        processes.remove_stale_temporaries(tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["0123abcd", f".key.{living.pid}.abc123.tmp", f".key.{os.getpid()}.abc123.tmp"])
+    finally:
+        living.kill()
+        living.wait()
