@@ -145,6 +145,68 @@ def _compiling(process: subprocess.Popen) -> dict[tuple[int, str], str] | None:
     return tree if any("cc1plus" in cmd and "myproject.cpp" in cmd for cmd in tree.values()) else None
 
 
+# --------------------------------------------------------------------------- compiler
+
+def test_a_program_that_is_not_a_compiler_is_named_in_one_line(tiny, tmp_path):
+    process = _csim(tiny, tmp_path / "firmware", tmp_path / "cache", env={"CXX": "true"})
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert err == ("error: C++ compiler 'true' is not a C++ compiler: it exited with success but wrote no "
+                   "program (install g++, or set CXX to a C++ compiler)\n")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "firmware").exists()
+
+
+def test_a_build_that_writes_no_program_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    project = _small_project(tmp_path / "project")
+    monkeypatch.setenv("CXX", str(_fake_compiler(tmp_path, "exit 0\n")))
+    with pytest.raises(PipelineError) as error:
+        build_testbench(project, tmp_path / "cache")
+    assert str(error.value) == ("C++ compiler 'fakecxx' exited with success but wrote no object file for "
+                                "myproject.cpp")
+    assert _files(tmp_path / "cache") == []
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.startswith(".")]
+
+
+def test_an_empty_cached_program_is_built_again(tmp_path):
+    project = _small_project(tmp_path / "project")
+    binary, _, cached = build_testbench(project, tmp_path / "cache")
+    assert not cached
+    binary.write_bytes(b"")  # what a build that trusted a compiler's exit status could leave
+    again, _, cached = build_testbench(project, tmp_path / "cache")
+    assert again == binary and not cached
+    assert subprocess.run([str(binary)]).returncode == 0
+
+
+def test_a_full_disk_while_linking_is_named(tmp_path, monkeypatch):
+    project = _small_project(tmp_path / "project")
+    linker_says = ("/usr/bin/ld: final link failed: No space left on device\n"
+                   "collect2: error: ld returned 1 exit status\n")
+    compile_writes = 'case "$*" in *" -c "*) for last; do :; done; echo object > "$last"; exit 0 ;; esac\n'
+    monkeypatch.setenv("CXX", str(_fake_compiler(tmp_path, f"{compile_writes}printf '{linker_says}' >&2\nexit 1\n")))
+    with pytest.raises(PipelineError) as error:
+        build_testbench(project, tmp_path / "cache")
+    assert str(error.value) == ("linking the testbench failed: no space left on device: "
+                                "/usr/bin/ld: final link failed: No space left on device")
+    assert _files(tmp_path / "cache") == []
+
+
+def test_a_full_disk_in_the_cache_is_named(tmp_path, monkeypatch):
+    import errno
+
+    make_temporary_dir = processes.make_temporary_dir
+    cache = tmp_path / "cache"
+
+    def full(folder, name):
+        if Path(folder) == cache:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return make_temporary_dir(folder, name)
+
+    monkeypatch.setattr(processes, "make_temporary_dir", full)
+    with pytest.raises(PipelineError) as error:
+        build_testbench(_small_project(tmp_path / "project"), cache)
+    assert str(error.value) == f"building the testbench in {tmp_path / 'cache'} failed: No space left on device"
+
+
 # --------------------------------------------------------------------------- killed runs
 
 def test_stale_temporaries_are_those_of_processes_that_have_gone(tmp_path):
