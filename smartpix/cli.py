@@ -10,8 +10,10 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 
+from smartpix import processes
 from smartpix.errors import PipelineError
 
 # subcommand -> (module, one-line help)
@@ -39,15 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("smartpix", "train", "firmware"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        return int(importlib.import_module(args.module_name).run(args) or 0)
+        with processes.end_children_on_signals():
+            return int(importlib.import_module(args.module_name).run(args) or 0)
     except PipelineError as err:
         if args.verbose:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        signum = processes.ending_signal() or signal.SIGINT
+        print(f"error: {'terminated' if signum == signal.SIGTERM else 'interrupted'}", file=sys.stderr)
+        return 128 + signum
 
 
 def build_parser_for(argv: list[str]) -> argparse.ArgumentParser:

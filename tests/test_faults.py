@@ -228,3 +228,64 @@ def test_stale_temporaries_are_those_of_processes_that_have_gone(tmp_path):
     finally:
         living.kill()
         living.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_during_conversion_ends_the_worker_before_it_writes_the_project(tiny, tmp_path):
+    firmware = tmp_path / "firmware"
+    process = _csim(tiny, firmware, tmp_path / "cache", stderr=subprocess.DEVNULL)
+    try:
+        converting = _wait_for(lambda: any((firmware / "tiny").glob(".hls.*.tmp")) or process.poll() is not None, 300)
+        tree = _descendants(process.pid)
+        assert converting and process.poll() is None
+        assert any("multiprocessing" in cmd for cmd in tree.values())  # the spawned worker
+        process.kill()
+        process.wait()
+        assert _wait_for(lambda: not _survivors(tree, str(tmp_path)), 20), _survivors(tree, str(tmp_path))
+        assert not (firmware / "tiny" / "hls").exists()
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_during_compilation_ends_the_compiler_and_a_rerun_cleans_up(tiny, tmp_path):
+    cache = tmp_path / "cache"
+    process = _csim(tiny, tiny["firmware"], cache, env={"CXX": str(_compiler_with_a_child(tmp_path))},
+                    stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: _compiling(process) or process.poll() is not None, 300)
+        tree = _descendants(process.pid)
+        assert process.poll() is None and "sleep 600 " in tree.values()
+        process.kill()
+        process.wait()
+        assert _wait_for(lambda: not _survivors(tree, str(tmp_path)), 20), _survivors(tree, str(tmp_path))
+    finally:
+        process.kill()
+        process.wait()
+    left = [p.name for p in cache.iterdir() if p.name.endswith(".tmp")]
+    assert left and all(f".{process.pid}." in name for name in left)  # the killed run could not clean up
+    binary, _, cached = build_testbench(tiny["project"], cache)
+    assert not cached and binary.stat().st_size > 0
+    assert [p for p in cache.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_compilation_is_one_line_and_cleans_up(tiny, tmp_path):
+    cache = tmp_path / "cache"
+    process = _csim(tiny, tiny["firmware"], cache, env={"CXX": str(_compiler_with_a_child(tmp_path))})
+    try:
+        assert _wait_for(lambda: _compiling(process) or process.poll() is not None, 300)
+        tree = _descendants(process.pid)
+        assert "sleep 600 " in tree.values()
+        process.terminate()
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 143
+    assert err.endswith("error: terminated\n")  # after the stage's own progress lines
+    assert [line for line in err.splitlines() if "error" in line.lower() or "Traceback" in line] == [
+        "error: terminated"]
+    assert _wait_for(lambda: not _survivors(tree, str(tmp_path)), 20), _survivors(tree, str(tmp_path))
+    assert [p for p in cache.rglob("*") if p.name.startswith(".") or p.name == "csim"] == []

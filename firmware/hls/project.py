@@ -14,9 +14,7 @@ import argparse
 import json
 import logging
 import math
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import numpy as np
 from firmware.config import add_selection_arguments, HardwareConfig, load_configs
 from firmware.fixedpoint import Precision
 from firmware.graph import average_pool_precision, quantizer_precision, weight_precision
-from smartpix import paths
+from smartpix import paths, processes
 from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
@@ -538,9 +536,7 @@ def ensure_projects(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_
             log.info("%s: project is up to date", c.name)
     results: dict[str, FirmwareProject | PipelineError] = {}
     if todo:
-        # spawn, not fork: a forked copy of a process that has run TensorFlow can crash
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
+        with processes.process_pool(max(1, min(jobs, len(todo)))) as pool:
             futures = {c.name: pool.submit(_convert_or_error, c, paths.hls_project(firmware_dir, c.name)) for c in todo}
             for name, future in futures.items():
                 results[name] = future.result()
