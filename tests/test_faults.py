@@ -289,3 +289,33 @@ def test_sigterm_during_compilation_is_one_line_and_cleans_up(tiny, tmp_path):
         "error: terminated"]
     assert _wait_for(lambda: not _survivors(tree, str(tmp_path)), 20), _survivors(tree, str(tmp_path))
     assert [p for p in cache.rglob("*") if p.name.startswith(".") or p.name == "csim"] == []
+
+
+# --------------------------------------------------------------------------- clean output, stable projects
+
+@pytest.mark.parametrize("written", ["Stamp: '79338552'", "Stamp: 1a2b3c4d"])
+def test_the_random_stamp_is_pinned_quoted_or_not(tmp_path, written):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "hls4ml_config.yml").write_text(f"Backend: Catapult\n{written}\nOutputDir: {project}\n")
+    (project / "build_lib.sh").write_text(f"LIB_STAMP={written.split()[1].strip(chr(39))}\n")
+    _pin_volatile_content(project, tmp_path / "final", "0123abcd" + "f" * 24, tmp_path / "model.h5")
+    assert (project / "hls4ml_config.yml").read_text() == (
+        f"Backend: Catapult\nStamp: '0123abcd'\nOutputDir: {tmp_path / 'final'}\n")
+    assert (project / "build_lib.sh").read_text() == "LIB_STAMP=0123abcd\n"
+
+
+@pytest.mark.slow
+def test_conversions_with_all_digit_stamps_are_byte_identical(tiny, tmp_path, monkeypatch):
+    """hls4ml's stamp is the end of a random UUID; YAML quotes it when it is all digits."""
+    config = load_configs(tiny["configs"])[0]
+    target = tmp_path / "project"
+    for n, stamp in enumerate(("79338552", "12345678")):
+        monkeypatch.setattr(uuid, "uuid4", lambda stamp=stamp: uuid.UUID(f"00000000-0000-4000-8000-0000{stamp}"))
+        convert(config, target)
+        if n == 0:
+            shutil.move(target, tmp_path / "first")
+    files = _files(target)
+    assert files == _files(tmp_path / "first")
+    _, mismatch, errors = filecmp.cmpfiles(tmp_path / "first", target, [str(f) for f in files], shallow=False)
+    assert mismatch == [] and errors == []

@@ -482,6 +482,11 @@ def _write_tb_data(project: Path, inputs: np.ndarray, outputs: np.ndarray) -> No
         (tb / name).write_text("".join(" ".join(f"{v:.17g}" for v in row) + "\n" for row in rows))
 
 
+# hls4ml's random library id in hls4ml_config.yml: 8 hex digits, which YAML quotes when they
+# are all decimal digits (Stamp: '79338552')
+_STAMP = re.compile(r"""(?m)^(Stamp: )(?:'\w+'|"\w+"|\w+)$""")
+
+
 def _pin_volatile_content(project: Path, final: Path, fingerprint: str, model_file: Path) -> None:
     """Make the project byte-identical for the same model and configuration: hls4ml stamps a
     random library id and the (temporary) output path into a few text files, and saves a copy
@@ -500,7 +505,7 @@ def _pin_volatile_content(project: Path, final: Path, fingerprint: str, model_fi
         text = path.read_text(errors="surrogateescape")
         pinned = text.replace(str(project), str(final))
         pinned = re.sub(r"(LIB_STAMP=)\w+", rf"\g<1>{stamp}", pinned)
-        pinned = re.sub(r"(?m)^(Stamp: )\w+$", rf"\g<1>{stamp}", pinned)
+        pinned = _STAMP.sub(rf"\g<1>'{stamp}'", pinned)
         if pinned != text:
             path.write_text(pinned, errors="surrogateescape")
 
