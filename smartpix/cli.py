@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 
 from smartpix import processes
 from smartpix.errors import PipelineError
@@ -31,8 +32,6 @@ STAGES: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # TensorFlow's C++ start-up messages (no GPU, no TensorRT) say nothing about this run
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser_for(argv)
     args = parser.parse_args(argv)
     # Third-party libraries (QKeras, hls4ml) log chatter at INFO on the root logger: only this
@@ -40,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     for name in ("smartpix", "train", "firmware"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        quiet_libraries()
     try:
         with processes.end_children_on_signals():
             return int(importlib.import_module(args.module_name).run(args) or 0)
@@ -52,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         signum = processes.ending_signal() or signal.SIGINT
         print(f"error: {'terminated' if signum == signal.SIGTERM else 'interrupted'}", file=sys.stderr)
         return 128 + signum
+
+
+def quiet_libraries() -> None:
+    """Silence third-party chatter that says nothing about this run: TensorFlow's C++ start-up
+    messages (no GPU; cuDNN, cuFFT and cuBLAS factories, logged as errors, so only level 3
+    silences them) and Keras' UserWarnings about serializing QKeras objects. Spawned workers
+    inherit both: the variable through the environment, the filter through smartpix.processes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
 
 
 def build_parser_for(argv: list[str]) -> argparse.ArgumentParser:

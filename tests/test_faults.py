@@ -293,6 +293,18 @@ def test_sigterm_during_compilation_is_one_line_and_cleans_up(tiny, tmp_path):
 
 # --------------------------------------------------------------------------- clean output, stable projects
 
+@pytest.mark.slow
+def test_a_cold_run_prints_only_its_own_lines(tiny, tmp_path):
+    process = _csim(tiny, tmp_path / "firmware", tmp_path / "cache")
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == 0, err
+    for text in CHATTER:
+        assert text not in out and text not in err, text
+    assert out.startswith("# C simulation: bit-exact verdicts\n")
+    assert err == ""
+    assert not [p for p in (tmp_path / "firmware" / "tiny").iterdir() if p.name != "hls"]  # no archive beside it
+
+
 @pytest.mark.parametrize("written", ["Stamp: '79338552'", "Stamp: 1a2b3c4d"])
 def test_the_random_stamp_is_pinned_quoted_or_not(tmp_path, written):
     project = tmp_path / "project"

@@ -333,7 +333,7 @@ def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path
         # Trace calls are compiled only outside synthesis (#ifndef __SYNTHESIS__); the testbench
         # enables them only to locate a mismatch.
         hls_model.config.trace_output = True
-        hls_model.write()
+        _write_quietly(hls_model, tmp)
         output_precision = _output_precision(hls_model)
         input_precision = derived[0].precision["result"]
         _write_testbench(tmp, hls_model, config)
@@ -391,6 +391,21 @@ def _convert_quietly(model, hls_config, config: HardwareConfig, out_dir: Path):
         raise PipelineError(f"{config.name}: hls4ml could not convert the model: {err}") from err
     log.debug(chatter.getvalue())
     return hls_model
+
+
+def _write_quietly(hls_model, out_dir: Path) -> None:
+    """hls4ml's project writing, its chatter ("copying AC ... headers") sent to the debug log.
+    Catapult's writer also archives the project beside it (`<dir>.tar.gz`): not part of it."""
+    import contextlib
+    import io
+
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter):
+            hls_model.write()
+    finally:
+        Path(f"{out_dir}.tar.gz").unlink(missing_ok=True)
+        log.debug(chatter.getvalue())
 
 
 def _output_precision(hls_model) -> Precision:
