@@ -11,8 +11,11 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import sys
+import warnings
 
+from smartpix import processes
 from smartpix.errors import PipelineError
 
 # subcommand -> (module, one-line help)
@@ -29,8 +32,6 @@ STAGES: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # TensorFlow's C++ start-up messages (no GPU, no TensorRT) say nothing about this run
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser_for(argv)
     args = parser.parse_args(argv)
     # Third-party libraries (QKeras, hls4ml) log chatter at INFO on the root logger: only this
@@ -38,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     for name in ("smartpix", "train", "firmware"):
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        quiet_libraries()
     try:
-        return int(importlib.import_module(args.module_name).run(args) or 0)
+        with processes.end_children_on_signals():
+            return int(importlib.import_module(args.module_name).run(args) or 0)
     except PipelineError as err:
         if args.verbose:
             raise
@@ -52,8 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {os_error_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        signum = processes.ending_signal() or signal.SIGINT
+        print(f"error: {'terminated' if signum == signal.SIGTERM else 'interrupted'}", file=sys.stderr)
+        return 128 + signum
+
+
+def quiet_libraries() -> None:
+    """Silence third-party chatter that says nothing about this run: TensorFlow's C++ start-up
+    messages (no GPU; cuDNN, cuFFT and cuBLAS factories, logged as errors, so only level 3
+    silences them) and Keras' UserWarnings about serializing QKeras objects. Spawned workers
+    inherit both: the variable through the environment, the filter through smartpix.processes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
 
 
 # errors only writing can cause: the file named is being written even when no artifact says so

@@ -12,6 +12,7 @@ the first layer whose output differs from the Keras layer output is named.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -30,9 +31,9 @@ from firmware.config import add_selection_arguments, HardwareConfig, load_config
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
 from firmware.verify.stimuli import verification_sets
 from firmware.verify.verdict import Verdict, compare, remember, remembered
-from smartpix import paths
+from smartpix import paths, processes
 from smartpix.cache import content_key
-from smartpix.artifacts import atomic_path, write_json, write_text
+from smartpix.artifacts import write_json, write_text
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,60 @@ class ConfigReport:
 # --------------------------------------------------------------------------- build
 
 def compiler() -> str:
+    """Path of the C++ compiler (CXX, default g++), once checked: `--version` runs, and it builds
+    a small C++ program that runs."""
     cxx = os.environ.get("CXX", "g++")
     path = shutil.which(cxx)
     if path is None:
         raise PipelineError(f"C++ compiler {cxx!r} not found on PATH (install g++, or set CXX)")
+    _check_compiler(cxx, path)
     return path
+
+
+_PROBE = """#include <vector>
+template <typename T> T twice(T x) { return x + x; }
+int main() { std::vector<int> v(1, 21); return twice(v[0]) == 42 ? 0 : 1; }
+"""
+_NO_SPACE = "No space left on device"
+
+
+@functools.cache  # a failed check raises, and is not remembered
+def _check_compiler(cxx: str, path: str) -> None:
+    def fail(why: str) -> PipelineError:
+        return PipelineError(f"C++ compiler {cxx!r} {why} (install g++, or set CXX to a C++ compiler)")
+
+    def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        try:
+            return processes.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kwargs)
+        except OSError as err:
+            raise fail(f"cannot be run: {err.strerror or err}") from err
+
+    version = run([path, "--version"])
+    if version.returncode != 0:
+        raise fail(f"does not run: '{cxx} --version' exited with status {version.returncode}")
+    scratch = tempfile.gettempdir()
+    try:
+        processes.remove_stale_temporaries(scratch, "smartpix-cxx-check")
+        work = processes.make_temporary_dir(scratch, "smartpix-cxx-check")
+        (work / "probe.cpp").write_text(_PROBE)
+    except OSError as err:
+        raise PipelineError(f"checking the C++ compiler in {scratch} failed: {err.strerror or err}") from err
+    try:
+        build = run([path, "-std=c++14", "probe.cpp", "-o", "probe"], cwd=work)
+        if build.returncode != 0:
+            raise _build_failure(f"C++ compiler {cxx!r}: building a C++ test program", build.stdout + build.stderr)
+        if not _is_program(work / "probe"):
+            raise fail("is not a C++ compiler: it exited with success but wrote no program")
+        probe = run([str(work / "probe")])
+        if probe.returncode != 0:
+            raise fail(f"built a test program that fails (status {probe.returncode})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _is_program(path: Path) -> bool:
+    """True when `path` is a non-empty executable file."""
+    return path.is_file() and path.stat().st_size > 0 and os.access(path, os.X_OK)
 
 
 def _include_flags(project: Path) -> list[str]:
@@ -86,35 +136,73 @@ def build_key(project: Path) -> str:
 
 
 def build_testbench(project: Path, cache_dir: Path = DEFAULT_CACHE) -> tuple[Path, float, bool]:
-    """The compiled testbench of `project` (built unless cached): (binary, seconds, cached)."""
+    """The compiled testbench of `project` (built unless cached): (binary, seconds, cached).
+
+    The build runs in a folder of the cache named after this process; only a program that
+    compiled and linked without error is renamed into the cache. Folders that killed builds
+    left behind are removed first."""
     project = Path(project).resolve()
+    cache_dir = Path(cache_dir).resolve()
     cxx = compiler()
     key = build_key(project)
-    binary = Path(cache_dir).resolve() / key / "csim"
-    if binary.is_file():
+    binary = cache_dir / key / "csim"
+    if _is_program(binary):
         return binary, 0.0, True
     started = time.perf_counter()
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=binary.parent) as work:
-        objects = []
-        commands = []
-        for source in (project / "firmware" / f"{PROJECT_NAME}.cpp", project / TESTBENCH):
-            obj = Path(work) / (source.stem + ".o")
-            objects.append(obj)
-            commands.append([cxx, *CXXFLAGS, *_include_flags(project), "-c", str(source), "-o", str(obj)])
-        # the two translation units compile in parallel
-        processes = [subprocess.Popen(c, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                     for c in commands]
-        for process, command in zip(processes, commands):
+    try:
+        processes.remove_stale_temporaries(cache_dir)
+        work = processes.make_temporary_dir(cache_dir, key)
+        try:
+            built = _compile_and_link(cxx, project, work)
+            binary.parent.mkdir(exist_ok=True)
+            os.replace(built, binary)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    except OSError as err:
+        raise PipelineError(f"building the testbench in {cache_dir} failed: {err.strerror or err}") from err
+    return binary, time.perf_counter() - started, False
+
+
+def _compile_and_link(cxx: str, project: Path, work: Path) -> Path:
+    """Compile the firmware and the testbench in `work` (in parallel) and link them: the program."""
+    name = Path(cxx).name
+    sources = [project / "firmware" / f"{PROJECT_NAME}.cpp", project / TESTBENCH]
+    objects = [work / (source.stem + ".o") for source in sources]
+    running: list[subprocess.Popen] = []
+    try:
+        for source, obj in zip(sources, objects):
+            command = [cxx, *CXXFLAGS, *_include_flags(project), "-c", str(source), "-o", str(obj)]
+            running.append(processes.popen(command, cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, text=True))
+        for process, source, obj in zip(running, sources, objects):
             output, _ = process.communicate()
             if process.returncode != 0:
-                raise PipelineError(f"g++ failed on {Path(command[-3]).name}: {_first_error(output)}")
-        with atomic_path(binary) as tmp:
-            link = subprocess.run([cxx, *map(str, objects), "-o", str(tmp)], capture_output=True, text=True)
-            if link.returncode != 0:
-                raise PipelineError(f"linking the testbench failed: {_first_error(link.stderr)}")
-            tmp.chmod(0o755)
-    return binary, time.perf_counter() - started, False
+                raise _build_failure(f"{name} failed on {source.name}", output)
+            if not (obj.is_file() and obj.stat().st_size > 0):
+                raise PipelineError(f"C++ compiler {name!r} exited with success but wrote no object file for "
+                                    f"{source.name}")
+    finally:
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    program = work / "csim"
+    link = processes.run([cxx, *map(str, objects), "-o", str(program)], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True)
+    if link.returncode != 0:
+        raise _build_failure("linking the testbench", link.stdout + link.stderr)
+    if not _is_program(program):
+        raise PipelineError(f"C++ compiler {name!r} exited with success but wrote no testbench program")
+    return program
+
+
+def _build_failure(what: str, output: str) -> PipelineError:
+    """One line for a failed compile or link. A full disk is named: the linker's own summary
+    ("ld returned 1 exit status") would hide it."""
+    full = [line.strip() for line in output.splitlines() if _NO_SPACE in line]
+    if full:
+        return PipelineError(f"{what} failed: no space left on device: {full[0]}")
+    return PipelineError(f"{what} failed: {_first_error(output)}")
 
 
 def _first_error(output: str) -> str:
@@ -134,18 +222,21 @@ def run_testbench(binary: Path, project: Path, inputs: np.ndarray, n_outputs: in
         raise PipelineError("testbench inputs are not exact in float32")
     workers = 1 if trace else max(1, min(workers or os.cpu_count() or 1, len(flat)))
     shards = np.array_split(np.arange(len(flat)), workers)
-    with tempfile.TemporaryDirectory(prefix="smartpix-csim-") as work:
-        processes = []
+    processes.remove_stale_temporaries(tempfile.gettempdir(), "smartpix-csim")
+    work = processes.make_temporary_dir(tempfile.gettempdir(), "smartpix-csim")
+    running: list[tuple[subprocess.Popen, Path, int]] = []
+    try:
         for k, shard in enumerate(shards):
-            in_path, out_path = Path(work) / f"in{k}.f32", Path(work) / f"out{k}.f64"
+            in_path, out_path = work / f"in{k}.f32", work / f"out{k}.f64"
             flat[shard].tofile(in_path)
             command = [str(binary), str(in_path), str(out_path)]
             if trace:
-                command.append(str(Path(work) / "trace.f64"))
-            processes.append((subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.PIPE, text=True), out_path, len(shard)))
+                command.append(str(work / "trace.f64"))
+            running.append((processes.popen(command, cwd=project, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+                            out_path, len(shard)))
         outputs = []
-        for process, out_path, count in processes:
+        for process, out_path, count in running:
             _, stderr = process.communicate()
             if process.returncode != 0:
                 raise PipelineError(_describe_exit(process.returncode, stderr))
@@ -155,8 +246,8 @@ def run_testbench(binary: Path, project: Path, inputs: np.ndarray, n_outputs: in
             outputs.append(values.reshape(count, n_outputs))
         traces: dict[str, np.ndarray] = {}
         if trace:
-            index = (Path(work) / "trace.f64.index").read_text().split("\n")
-            data = np.fromfile(Path(work) / "trace.f64", dtype=np.float64)
+            index = (work / "trace.f64.index").read_text().split("\n")
+            data = np.fromfile(work / "trace.f64", dtype=np.float64)
             layout = [(line.split()[0], int(line.split()[1])) for line in index if line.strip()]
             per_event = sum(size for _, size in layout)
             data = data.reshape(len(flat), per_event)
@@ -164,6 +255,12 @@ def run_testbench(binary: Path, project: Path, inputs: np.ndarray, n_outputs: in
             for name, size in layout:
                 traces[name] = data[:, offset:offset + size]
                 offset += size
+    finally:
+        for process, _, _ in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        shutil.rmtree(work, ignore_errors=True)
     return np.concatenate(outputs), traces
 
 

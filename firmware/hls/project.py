@@ -14,9 +14,7 @@ import argparse
 import json
 import logging
 import math
-import multiprocessing
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import numpy as np
 from firmware.config import add_selection_arguments, HardwareConfig, load_configs
 from firmware.fixedpoint import Precision
 from firmware.graph import average_pool_precision, quantizer_precision, weight_precision
-from smartpix import paths
+from smartpix import paths, processes
 from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
@@ -335,7 +333,7 @@ def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path
         # Trace calls are compiled only outside synthesis (#ifndef __SYNTHESIS__); the testbench
         # enables them only to locate a mismatch.
         hls_model.config.trace_output = True
-        hls_model.write()
+        _write_quietly(hls_model, tmp)
         output_precision = _output_precision(hls_model)
         input_precision = derived[0].precision["result"]
         _write_testbench(tmp, hls_model, config)
@@ -393,6 +391,21 @@ def _convert_quietly(model, hls_config, config: HardwareConfig, out_dir: Path):
         raise PipelineError(f"{config.name}: hls4ml could not convert the model: {err}") from err
     log.debug(chatter.getvalue())
     return hls_model
+
+
+def _write_quietly(hls_model, out_dir: Path) -> None:
+    """hls4ml's project writing, its chatter ("copying AC ... headers") sent to the debug log.
+    Catapult's writer also archives the project beside it (`<dir>.tar.gz`): not part of it."""
+    import contextlib
+    import io
+
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter):
+            hls_model.write()
+    finally:
+        Path(f"{out_dir}.tar.gz").unlink(missing_ok=True)
+        log.debug(chatter.getvalue())
 
 
 def _output_precision(hls_model) -> Precision:
@@ -484,6 +497,11 @@ def _write_tb_data(project: Path, inputs: np.ndarray, outputs: np.ndarray) -> No
         (tb / name).write_text("".join(" ".join(f"{v:.17g}" for v in row) + "\n" for row in rows))
 
 
+# hls4ml's random library id in hls4ml_config.yml: 8 hex digits, which YAML quotes when they
+# are all decimal digits (Stamp: '79338552')
+_STAMP = re.compile(r"""(?m)^(Stamp: )(?:'\w+'|"\w+"|\w+)$""")
+
+
 def _pin_volatile_content(project: Path, final: Path, fingerprint: str, model_file: Path) -> None:
     """Make the project byte-identical for the same model and configuration: hls4ml stamps a
     random library id and the (temporary) output path into a few text files, and saves a copy
@@ -502,7 +520,7 @@ def _pin_volatile_content(project: Path, final: Path, fingerprint: str, model_fi
         text = path.read_text(errors="surrogateescape")
         pinned = text.replace(str(project), str(final))
         pinned = re.sub(r"(LIB_STAMP=)\w+", rf"\g<1>{stamp}", pinned)
-        pinned = re.sub(r"(?m)^(Stamp: )\w+$", rf"\g<1>{stamp}", pinned)
+        pinned = _STAMP.sub(rf"\g<1>'{stamp}'", pinned)
         if pinned != text:
             path.write_text(pinned, errors="surrogateescape")
 
@@ -538,9 +556,7 @@ def ensure_projects(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_
             log.info("%s: project is up to date", c.name)
     results: dict[str, FirmwareProject | PipelineError] = {}
     if todo:
-        # spawn, not fork: a forked copy of a process that has run TensorFlow can crash
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo))), mp_context=context) as pool:
+        with processes.process_pool(max(1, min(jobs, len(todo)))) as pool:
             futures = {c.name: pool.submit(_convert_or_error, c, paths.hls_project(firmware_dir, c.name)) for c in todo}
             for name, future in futures.items():
                 results[name] = future.result()
