@@ -24,11 +24,7 @@ from typing import Any, Iterator
 log = logging.getLogger(__name__)
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63] or "localhost"
-_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[a-z0-9_]+\.tmp$")
-
-
-def _prefix(target: Path) -> str:
-    return f".{target.name}.{os.getpid()}@{_HOST}."
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]+)\.[a-z0-9_]+\.tmp$")
 
 
 def _umask() -> int:
@@ -37,7 +33,8 @@ def _umask() -> int:
     return umask
 
 
-def _alive(pid: int) -> bool:
+def pidpid_alive(pid: int) -> bool:
+    """True while process `pid` exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -46,7 +43,23 @@ def _alive(pid: int) -> bool:
         return True  # another user's process
     except (OverflowError, ValueError):
         return False  # not a possible process id
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def temporary_prefix(name: str) -> str:
+    """The start of a temporary name for `name` written by this process (mkstemp and mkdtemp add
+    the random part; the suffix is '.tmp')."""
+    return f".{name}.{os.getpid()}@{_HOST}."
+
+
+def make_temporary_dir(folder: str | os.PathLike[str], name: str) -> Path:
+    """A new empty folder in `folder`, named as a temporary of this process."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=temporary_prefix(name), suffix=".tmp", dir=folder))
 
 
 def _remove(path: Path) -> None:
@@ -57,20 +70,28 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def sweep_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporary files and folders in `folder` whose writer, a process on this host,
-    is gone (a run that was killed); return what was removed. Anything else is kept, and a
-    temporary that cannot be removed is skipped: sweeping never fails a write."""
-    removed: list[Path] = []
+def stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Temporaries in `folder` (of `name`, when given) whose writer, a process on this host, is
+    gone: what a killed run left behind."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
-        return removed
+        return []
+    stale = []
     for entry in entries:
         match = _TEMPORARY.match(entry.name)
-        if match is None or match["host"] != _HOST or _alive(int(match["pid"])):
+        if (match is None or match["host"] != _HOST or name not in (None, match["name"])
+                or int(match["pid"]) == os.getpid() or pidpid_alive(int(match["pid"]))):
             continue
-        path = Path(entry.path)
+        stale.append(Path(entry.path))
+    return stale
+
+
+def sweep_stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Remove what `stale_temporaries` finds; return what was removed. A temporary that cannot be
+    removed is skipped: sweeping never fails a write."""
+    removed: list[Path] = []
+    for path in stale_temporaries(folder, name):
         _remove(path)
         if not os.path.lexists(path):
             removed.append(path)
@@ -108,7 +129,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         _make_folder(target.parent)
         sweep_stale_temporaries(target.parent)
-        fd, name = tempfile.mkstemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(target.name), suffix=".tmp", dir=target.parent)
     except OSError as err:
         _name_artifact(err, None, target)
         raise
@@ -132,7 +153,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         _make_folder(target.parent)
         sweep_stale_temporaries(target.parent)
-        tmp = Path(tempfile.mkdtemp(prefix=_prefix(target), suffix=".tmp", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(target.name), suffix=".tmp", dir=target.parent))
     except OSError as err:
         _name_artifact(err, None, target)
         raise

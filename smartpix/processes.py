@@ -1,5 +1,4 @@
-"""Child processes that end with this process, however it ends, and the temporaries a killed
-run leaves behind.
+"""Child processes that end with this process, however it ends.
 
 Every external program (g++, the compiled testbench) starts through `popen` or `run` into one
 process group held by a small guard process. The guard waits for end-of-file on a pipe whose
@@ -12,9 +11,6 @@ Workers of `process_pool` (spawned Python processes) join the same group and, on
 set PR_SET_PDEATHSIG: the kernel sends them SIGKILL when the thread that created them exits.
 The pool starts its workers from the thread that first submits to it, and the pool lives only
 inside that call, so in practice that is when this process ends.
-
-Temporaries are named `.<name>.<pid>.<random>.tmp` after the process that writes them, so a
-later run can remove those whose writer is no longer alive (`stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -24,16 +20,12 @@ import ctypes
 import ctypes.util
 import multiprocessing
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any, Iterator
 
 _PR_SET_PDEATHSIG = 1
@@ -157,57 +149,3 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 
 
 # --------------------------------------------------------------------------- temporaries
-
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<random>[^.]+)\.tmp")
-
-
-def temporary_prefix(name: str) -> str:
-    """The prefix of a temporary for `name` written by this process (mkstemp/mkdtemp add the
-    random part; the suffix is '.tmp')."""
-    return f".{name}.{os.getpid()}."
-
-
-def make_temporary_dir(folder: str | os.PathLike[str], name: str) -> Path:
-    """A new empty folder in `folder`, named as a temporary of this process."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=temporary_prefix(name), suffix=".tmp", dir=folder))
-
-
-def pid_alive(pid: int) -> bool:
-    """True while process `pid` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
-    """Temporaries in `folder` (`.<name>.<pid>.<random>.tmp`, of this `name` if given) whose
-    writer is no longer alive."""
-    try:
-        entries = list(Path(folder).iterdir())
-    except OSError:
-        return []
-    stale = []
-    for entry in entries:
-        match = _TEMPORARY.fullmatch(entry.name)
-        if (match and name in (None, match["name"]) and int(match["pid"]) != os.getpid()
-                and not pid_alive(int(match["pid"]))):
-            stale.append(entry)
-    return stale
-
-
-def remove_stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> None:
-    """Remove what killed runs left in `folder` (their temporaries, of this `name` if given)."""
-    for path in stale_temporaries(folder, name):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)

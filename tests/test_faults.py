@@ -7,7 +7,6 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 from firmware.config import load_configs
 from firmware.hls.csim import build_testbench
 from firmware.hls.project import TESTBENCH, _pin_volatile_content, convert
-from smartpix import processes
+from smartpix import artifacts
 from smartpix.errors import PipelineError
 from tests.conftest import REPO, tiny_model_directory
 
@@ -193,7 +192,7 @@ def test_a_full_disk_while_linking_is_named(tmp_path, monkeypatch):
 def test_a_full_disk_in_the_cache_is_named(tmp_path, monkeypatch):
     import errno
 
-    make_temporary_dir = processes.make_temporary_dir
+    make_temporary_dir = artifacts.make_temporary_dir
     cache = tmp_path / "cache"
 
     def full(folder, name):
@@ -201,7 +200,7 @@ def test_a_full_disk_in_the_cache_is_named(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return make_temporary_dir(folder, name)
 
-    monkeypatch.setattr(processes, "make_temporary_dir", full)
+    monkeypatch.setattr(artifacts, "make_temporary_dir", full)
     with pytest.raises(PipelineError) as error:
         build_testbench(_small_project(tmp_path / "project"), cache)
     assert str(error.value) == f"building the testbench in {tmp_path / 'cache'} failed: No space left on device"
@@ -213,18 +212,19 @@ def test_stale_temporaries_are_those_of_processes_that_have_gone(tmp_path):
     gone = subprocess.Popen(["true"])
     gone.wait()
     living = subprocess.Popen(["sleep", "30"])
+    host = artifacts._HOST
     try:
-        (tmp_path / f".key.{gone.pid}.abc123.tmp").mkdir()
-        (tmp_path / f".csim.{gone.pid}.x_y.tmp").write_text("")
-        (tmp_path / f".key.{living.pid}.abc123.tmp").mkdir()
-        (tmp_path / f".key.{os.getpid()}.abc123.tmp").mkdir()
+        (tmp_path / f".key.{gone.pid}@{host}.abc123.tmp").mkdir()
+        (tmp_path / f".csim.{gone.pid}@{host}.x_y.tmp").write_text("")
+        (tmp_path / f".key.{living.pid}@{host}.abc123.tmp").mkdir()
+        (tmp_path / f".key.{os.getpid()}@{host}.abc123.tmp").mkdir()
         (tmp_path / "0123abcd").mkdir()
-        assert sorted(p.name for p in processes.stale_temporaries(tmp_path)) == sorted(
-            [f".csim.{gone.pid}.x_y.tmp", f".key.{gone.pid}.abc123.tmp"])
-        assert [p.name for p in processes.stale_temporaries(tmp_path, "csim")] == [f".csim.{gone.pid}.x_y.tmp"]
-        processes.remove_stale_temporaries(tmp_path)
+        assert sorted(p.name for p in artifacts.stale_temporaries(tmp_path)) == sorted(
+            [f".csim.{gone.pid}@{host}.x_y.tmp", f".key.{gone.pid}@{host}.abc123.tmp"])
+        assert [p.name for p in artifacts.stale_temporaries(tmp_path, "csim")] == [f".csim.{gone.pid}@{host}.x_y.tmp"]
+        artifacts.sweep_stale_temporaries(tmp_path)
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            ["0123abcd", f".key.{living.pid}.abc123.tmp", f".key.{os.getpid()}.abc123.tmp"])
+            ["0123abcd", f".key.{living.pid}@{host}.abc123.tmp", f".key.{os.getpid()}@{host}.abc123.tmp"])
     finally:
         living.kill()
         living.wait()
@@ -264,7 +264,7 @@ def test_sigkill_during_compilation_ends_the_compiler_and_a_rerun_cleans_up(tiny
         process.kill()
         process.wait()
     left = [p.name for p in cache.iterdir() if p.name.endswith(".tmp")]
-    assert left and all(f".{process.pid}." in name for name in left)  # the killed run could not clean up
+    assert left and all(f".{process.pid}@" in name for name in left)  # the killed run could not clean up
     binary, _, cached = build_testbench(tiny["project"], cache)
     assert not cached and binary.stat().st_size > 0
     assert [p for p in cache.iterdir() if p.name.startswith(".")] == []

@@ -31,7 +31,7 @@ from firmware.config import add_selection_arguments, HardwareConfig, load_config
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
 from firmware.verify.stimuli import verification_sets
 from firmware.verify.verdict import Verdict, compare, remember, remembered
-from smartpix import paths, processes
+from smartpix import artifacts, paths, processes
 from smartpix.cache import content_key
 from smartpix.artifacts import write_json, write_text
 from smartpix.errors import PipelineError
@@ -96,8 +96,8 @@ def _check_compiler(cxx: str, path: str) -> None:
         raise fail(f"does not run: '{cxx} --version' exited with status {version.returncode}")
     scratch = tempfile.gettempdir()
     try:
-        processes.remove_stale_temporaries(scratch, "smartpix-cxx-check")
-        work = processes.make_temporary_dir(scratch, "smartpix-cxx-check")
+        artifacts.sweep_stale_temporaries(scratch, "smartpix-cxx-check")
+        work = artifacts.make_temporary_dir(scratch, "smartpix-cxx-check")
         (work / "probe.cpp").write_text(_PROBE)
     except OSError as err:
         raise PipelineError(f"checking the C++ compiler in {scratch} failed: {err.strerror or err}") from err
@@ -150,8 +150,8 @@ def build_testbench(project: Path, cache_dir: Path = DEFAULT_CACHE) -> tuple[Pat
         return binary, 0.0, True
     started = time.perf_counter()
     try:
-        processes.remove_stale_temporaries(cache_dir)
-        work = processes.make_temporary_dir(cache_dir, key)
+        artifacts.sweep_stale_temporaries(cache_dir)
+        work = artifacts.make_temporary_dir(cache_dir, key)
         try:
             built = _compile_and_link(cxx, project, work)
             binary.parent.mkdir(exist_ok=True)
@@ -222,8 +222,8 @@ def run_testbench(binary: Path, project: Path, inputs: np.ndarray, n_outputs: in
         raise PipelineError("testbench inputs are not exact in float32")
     workers = 1 if trace else max(1, min(workers or os.cpu_count() or 1, len(flat)))
     shards = np.array_split(np.arange(len(flat)), workers)
-    processes.remove_stale_temporaries(tempfile.gettempdir(), "smartpix-csim")
-    work = processes.make_temporary_dir(tempfile.gettempdir(), "smartpix-csim")
+    artifacts.sweep_stale_temporaries(tempfile.gettempdir(), "smartpix-csim")
+    work = artifacts.make_temporary_dir(tempfile.gettempdir(), "smartpix-csim")
     running: list[tuple[subprocess.Popen, Path, int]] = []
     try:
         for k, shard in enumerate(shards):
