@@ -81,6 +81,23 @@ def test_too_narrow_override_is_caught_with_the_layer_named(random_models, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["Catapult", "Vitis"])
+def test_a_wide_result_override_is_carried_to_the_output(random_models, tmp_path, backend):
+    """A result type given for a dense layer reaches its linear node too, so the output keeps it
+    instead of falling back to hls4ml's default type (fixed<16,6>), and the project stays exact."""
+    wide = "ap_fixed<40,16>"
+    part = {"Catapult": "nangate-45nm", "Vitis": "xcvu13p-flga2577-2-e"}[backend]
+    config = _config(random_models["baseline"], backend=backend, part=part, layer_overrides={
+        "dense_1": {"precision": {"result": wide}}, "mdn_output": {"precision": {"result": wide}}})
+    project = convert(config, tmp_path / "p")
+    assert (project.output_precision.width, project.output_precision.integer) == (40, 16)
+    layers = json.loads((tmp_path / "p" / "smartpix.json").read_text())["hls_layers"]
+    assert not [layer["name"] for layer in layers if layer["result"].startswith("fixed<16,6,")]
+    report = verify_project(project, tmp_path / "cache", adversarial=True)
+    assert report.exact, report
+
+
+@pytest.mark.slow
 def test_catapult_average_pooling_needs_the_widening_pass(random_models, tmp_path):
     """Without the pass, Catapult's pooling saturates its sum in the input type: the first
     quantizer after the pooling differs, and the full pipeline reports it."""

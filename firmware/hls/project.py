@@ -274,6 +274,11 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
         entry = layers[name]
         for key, p in override.precision.items():
             entry.setdefault("Precision", {})[key] = p.hls4ml()
+        linear = layers.get(f"{name}_linear")
+        if linear is not None and "result" in override.precision:
+            # the layer's linear node casts to its own type: it must carry the override too, or
+            # the output falls back to hls4ml's default type
+            linear.setdefault("Precision", {})["result"] = override.precision["result"].hls4ml()
         if override.reuse_factor is not None:
             entry["ReuseFactor"] = override.reuse_factor
         if override.strategy is not None:
