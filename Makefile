@@ -18,7 +18,7 @@ EPOCHS      ?=
 REPORTS     ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data train evaluate firmware csim synth report test test-fast bench clean distclean
+.PHONY: help setup data train evaluate firmware csim synth report lint test test-fast bench clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,10 +75,13 @@ else
 	$(SMARTPIX) report
 endif
 
-test: setup ## the whole test suite, bit-exact tests included
+lint: setup ## ruff: pyflakes, pycodestyle and import order
+	$(BIN)/ruff check .
+
+test: setup lint ## lint, then the whole test suite, bit-exact tests included
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: setup ## the test suite without the slow tests
+test-fast: setup lint ## lint, then the test suite without the slow tests
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
 bench: $(MODEL_FILES) ## speed benchmarks (ratios against baselines run in the same process)

@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from firmware.config import load_configs  # noqa: E402
-from firmware.hls.project import _convert_quietly, derive_types, ensure_projects, hls_configuration  # noqa: E402
 from firmware.hls.csim import build_testbench, run_testbench  # noqa: E402
+from firmware.hls.project import _convert_quietly, derive_types, ensure_projects, hls_configuration  # noqa: E402
 from firmware.verify.verdict import compare  # noqa: E402
 from train.models import disable_ste, load_model  # noqa: E402
 
@@ -77,7 +77,8 @@ def main() -> int:
     if not configs:
         print("no configuration with a trained model: run `make train` first", file=sys.stderr)
         return 1
-    print(f"{'config':34} {'QKeras':>9} {'hls4ml':>9} {'tb 1proc':>9} {'ours':>9} {'ours/hls4ml':>12} {'ours/(cores*1proc)':>19}")
+    print(f"{'config':34} {'QKeras':>9} {'hls4ml':>9} {'tb 1proc':>9} {'ours':>9} "
+          f"{'ours/hls4ml':>12} {'ours/(cores*1proc)':>19}")
     for config in configs:
         r = bench(config, args.events, args.cache)
         print(f"{r['config']:34} {r['qkeras']:9.0f} {r['hls4ml_predict']:9.0f} {r['testbench_1proc']:9.0f} "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.config import add_selection_arguments, HardwareConfig, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, load_configs
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR
 from smartpix import paths
 from smartpix.artifacts import atomic_path, write_json, write_text

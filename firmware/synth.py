@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware.config import add_selection_arguments, HardwareConfig, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, load_configs
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR, ensure_projects
 from firmware.hls.vendor import VendorResult, run_vendor
 from smartpix import paths

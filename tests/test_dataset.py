@@ -589,7 +589,8 @@ def test_reader_errors_in_the_tf_dataset_come_out_as_pipeline_errors(tmp_path):
     dataset = D.make_dataset(D.discover(tmp_path), D.DataOptions(), batch_size=8, shuffle=False, seed=0)
     with pytest.raises(tf.errors.OpError):  # what TensorFlow makes of it by itself
         list(dataset)
-    with pytest.raises(PipelineError, match=r"recon3D_t01\.parquet: negative charge -2 electrons in pixel column '4' \(event 7\)"):
+    message = r"recon3D_t01\.parquet: negative charge -2 electrons in pixel column '4' \(event 7\)"
+    with pytest.raises(PipelineError, match=message):
         with D.loader_errors():
             list(dataset)
     assert not D._LOADER_FAILURES

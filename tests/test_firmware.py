@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from firmware.config import config_from_dict
-from firmware.hls.project import convert, derive_types
 from firmware.hls.csim import verify_project
+from firmware.hls.project import convert, derive_types
 from smartpix.errors import PipelineError
 from tests.conftest import REPO, make_model_directory
 
@@ -135,8 +135,8 @@ def test_an_aborting_testbench_is_a_per_configuration_error(random_models, tmp_p
 
 
 def test_alpha_other_than_one_is_refused_with_the_layer(tmp_path):
-    from qkeras import QActivation, QDense, quantized_bits
     import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
 
     inputs = tf.keras.Input((4,))
     x = QActivation(quantized_bits(6, 4, keep_negative=False, alpha=1), name="input_quant")(inputs)

@@ -25,7 +25,8 @@ BASELINE_TABLE = [
 def test_baseline_layers_shapes_and_parameter_counts():
     model = build_model(ModelSpec(), (13, 21, 2))
     layers = model.layers[2:]  # after the Input layer and the input quantizer
-    assert [(type(l).__name__, tuple(l.output_shape[1:]), l.count_params()) for l in layers] == BASELINE_TABLE
+    table = [(type(layer).__name__, tuple(layer.output_shape[1:]), layer.count_params()) for layer in layers]
+    assert table == BASELINE_TABLE
     assert model.count_params() == 2029
 
 
@@ -57,7 +58,7 @@ def test_float_twin_has_the_same_architecture_without_quantizers():
     quantized = build_model(ModelSpec(), (13, 21, 2))
     floating = build_model(ModelSpec(), (13, 21, 2), quantized=False)
     assert floating.count_params() == quantized.count_params()
-    assert not any(type(l).__name__.startswith("Q") for l in floating.layers)
+    assert not any(type(layer).__name__.startswith("Q") for layer in floating.layers)
 
 
 def test_snapping_puts_weights_on_their_grid_and_is_idempotent():

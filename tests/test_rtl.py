@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from firmware.graph import quantizer_precision
 from firmware.rtl import replay, verilator, verilog, yosys
 from firmware.verify import stimuli
-from firmware.graph import quantizer_precision
-from tests.helpers import randomize_quantized_weights, reference_outputs
 from smartpix.errors import PipelineError
 from tests.conftest import tiny_model as _tiny_model
+from tests.helpers import randomize_quantized_weights, reference_outputs
 from train.models import ModelSpec, build_model, disable_ste
 
 SHAPE = (13, 21, 2)

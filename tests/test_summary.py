@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from firmware.config import config_from_dict
-from firmware.summary import summary_rows, write_summary
 from firmware.hls.vendor import run_vendor, vendor_command
+from firmware.summary import summary_rows, write_summary
 from tests.conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "vendor_reports"
@@ -91,7 +91,8 @@ def test_synth_without_vendor_tools_exits_cleanly(random_models, tmp_path):
     configs.mkdir()
     for name, backend in (("a", "Vivado"), ("b", "Catapult")):
         (configs / f"{name}.yml").write_text(
-            f"name: {name}\nmodel: {random_models['baseline']}\nbackend: {backend}\npart: xc7z020clg400-1\nclock_period_ns: 10\n")
+            f"name: {name}\nmodel: {random_models['baseline']}\nbackend: {backend}\n"
+            "part: xc7z020clg400-1\nclock_period_ns: 10\n")
     out = subprocess.run([sys.executable, "-m", "smartpix", "synth", "--config-dir", str(configs),
                           "--firmware-dir", str(tmp_path / "fw"), "--reports", str(tmp_path / "rep"), "--no-open-flow"],
                          capture_output=True, text=True, cwd=REPO, env=env)

@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import add_selection_arguments, HardwareConfig, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, load_configs
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
 from firmware.verify.stimuli import verification_sets
 from firmware.verify.verdict import Verdict, compare, remember, remembered
 from smartpix import artifacts, paths, processes
-from smartpix.cache import content_key
 from smartpix.artifacts import write_json, write_text
+from smartpix.cache import content_key
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import add_selection_arguments, HardwareConfig, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, load_configs
 from firmware.fixedpoint import Precision
 from firmware.graph import average_pool_precision, quantizer_precision, weight_precision
 from smartpix import paths, processes
-from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir, write_json
+from smartpix.cache import content_key
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)

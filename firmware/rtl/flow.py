@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware.rtl import replay, verilator, verilog, yosys
 from firmware.config import HardwareConfig
+from firmware.rtl import replay, verilator, verilog, yosys
 from firmware.verify.verdict import Verdict, remember, remembered
 from smartpix import paths
-from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir, write_json
+from smartpix.cache import content_key
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ def rtl_verdicts(project: verilog.RtlProject, config: HardwareConfig, cache_dir:
                  seed: int = 0) -> list[Verdict]:
     """Verilator verdicts of the project against QKeras on the held-out and adversarial events;
     an exact result is remembered for this build, model and event sets."""
-    from firmware.verify import stimuli
     from firmware.graph import quantizer_precision
+    from firmware.verify import stimuli
     from train.models import disable_ste
 
     sim = verilator.build_simulator(project, Path(cache_dir) / "verilator")

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from firmware.fixedpoint import Precision
-from firmware.verify.verdict import Verdict, compare
 from firmware.rtl.verilog import RtlProject
+from firmware.verify.verdict import Verdict, compare
 from smartpix import paths
-from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir
+from smartpix.cache import content_key
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)

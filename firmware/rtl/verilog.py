@@ -151,10 +151,10 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
     `latency_cutoff` is the number of adder levels per pipeline stage (None: from the clock
     period; 0 or less: one combinational block without registers). Same model, same options ->
     byte-identical files."""
+    import da4ml.codegen.rtl as rtl_pkg
     from da4ml.codegen.rtl.verilog import comb_logic_gen, generate_io_wrapper
     from da4ml.codegen.rtl.verilog.pipeline import pipeline_logic_gen
     from da4ml.trace.pipeline import to_pipeline
-    import da4ml.codegen.rtl as rtl_pkg
 
     if clock_period_ns <= 0:
         raise PipelineError(f"clock period must be positive, got {clock_period_ns} ns")

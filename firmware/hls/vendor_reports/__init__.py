@@ -32,7 +32,12 @@ from firmware.hls.vendor_reports.catapult import read_catapult_layers
 from firmware.hls.vendor_reports.find import find_reports, has_reports, project_folders
 from firmware.hls.vendor_reports.read import read_reports
 from firmware.hls.vendor_reports.schema import (
-    HLS_RESOURCES, CatapultFifo, CatapultLayer, CatapultReport, HlsReport, ReportFiles,
+    HLS_RESOURCES,
+    CatapultFifo,
+    CatapultLayer,
+    CatapultReport,
+    HlsReport,
+    ReportFiles,
     UtilizationReport,
 )
 from firmware.hls.vendor_reports.vitis import read_csynth_rpt, read_csynth_xml

@@ -11,7 +11,10 @@ from typing import Any
 from firmware.hls.vendor_reports.catapult import RESULTS_FILE, read_catapult_layers
 from firmware.hls.vendor_reports.find import classify, find_reports, report_tops, walk
 from firmware.hls.vendor_reports.schema import (
-    CatapultReport, HlsReport, ReportFiles, UtilizationReport,
+    CatapultReport,
+    HlsReport,
+    ReportFiles,
+    UtilizationReport,
 )
 from firmware.hls.vendor_reports.vitis import merge_hls, read_csynth_rpt, read_csynth_xml
 from firmware.hls.vendor_reports.vivado import read_vivado_utilization

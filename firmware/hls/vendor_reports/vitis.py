@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from firmware.hls.vendor_reports.parsing import (
-    parse_int, parse_time_ns, read_text, split_row,
+    parse_int,
+    parse_time_ns,
+    read_text,
+    split_row,
 )
 from firmware.hls.vendor_reports.schema import HlsReport
 from smartpix.errors import PipelineError
