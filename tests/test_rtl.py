@@ -15,6 +15,7 @@ import tensorflow as tf
 from firmware.rtl import replay, verilator, verilog, yosys
 from firmware.verify import stimuli
 from firmware.graph import quantizer_precision
+from firmware.thirdparty import da4ml_variables
 from tests.helpers import randomize_quantized_weights, reference_outputs
 from smartpix.errors import PipelineError
 from tests.conftest import tiny_model as _tiny_model
@@ -96,7 +97,7 @@ def test_traced_quantizer_equals_half_even_and_clip_on_every_input(low, high, f_
 
     lsb = 2.0**-f_in
     x = FixedVariableArray.from_lhs(np.array([low]), np.array([high]), np.array([lsb]), HWConfig(1, -1, -1))
-    y = FixedVariableArray(np.array([replay.trace_quantize(v, spec) for v in x._vars], dtype=object))
+    y = FixedVariableArray(np.array([replay.trace_quantize(v, spec) for v in da4ml_variables(x)], dtype=object))
     logic = replay.comb_logic(x, y)
     values = np.arange(round(low / lsb), round(high / lsb) + 1) * lsb
     got = logic.predict(values.reshape(-1, 1), n_threads=1).ravel()
@@ -145,7 +146,7 @@ def test_traced_pool_division_for_every_sum(count, g, f, s_min, s_max):
     spec = replay.QuantSpec(f, -(2**20), 2**20, "wide")
     node = replay.PoolNode("pool", ("x",), (1,), index=np.zeros((1, count), dtype=np.int64), count=count, quant=spec)
     ctx = replay.TraceContext(HWConfig(1, -1, -1))
-    out = FixedVariableArray(np.array([node._divide(ctx, total._vars[0])], dtype=object))
+    out = FixedVariableArray(np.array([node._divide(ctx, da4ml_variables(total)[0])], dtype=object))
     logic = replay.comb_logic(total, out)
     sums = np.arange(s_min, s_max + 1)
     got = logic.predict((sums * lsb).reshape(-1, 1), n_threads=1).ravel()

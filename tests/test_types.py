@@ -144,13 +144,12 @@ def test_derived_type_reproduces_qkeras(cpp_results, case):
 def test_unsigned_quantized_bits_is_not_what_hls4ml_derives():
     """hls4ml's own mapping gives quantized_bits(6,4,keep_negative=False) one integer bit
     too many (signed fixed<6,5>): a grid of 0.5 where QKeras has 0.25."""
-    import hls4ml.utils.config as hls_config
     from qkeras import quantized_bits
 
+    from firmware.thirdparty import hls4ml_quantizer_precision
+
     ours = quantizer_precision(quantized_bits(6, 4, keep_negative=False, alpha=1), "x")
-    theirs = hls_config._get_precision_from_quantizer(
-        {"class_name": "quantized_bits", "config": quantized_bits(6, 4, keep_negative=False, alpha=1).get_config()}
-    )
+    theirs = hls4ml_quantizer_precision(quantized_bits(6, 4, keep_negative=False, alpha=1))
     assert (ours.width, ours.integer, ours.signed) == (6, 4, False)
     assert (theirs.width - theirs.integer) != ours.fraction
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from firmware.graph import refusal
+from firmware.thirdparty import da4ml_variables, qkeras_tanh_sigmoid_is_hard, solve_constant_matrix
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,7 @@ def quantizer_spec(quantizer: Any, where: str) -> QuantSpec | None:
     if name == "quantized_bits" and int(config.get("bits", 2)) - int(bool(config.get("keep_negative", True))) <= 0:
         raise refusal(where, f"{quantizer} is a sign (binary) quantizer")
     if name == "quantized_tanh":
-        from qkeras import quantizers as qk
-
-        if not config.get("use_real_tanh") and qk._sigmoid is not qk.hard_sigmoid:
+        if not config.get("use_real_tanh") and not qkeras_tanh_sigmoid_is_hard():
             raise refusal(where, "quantized_tanh with QKeras' internal sigmoid other than 'hard'")
     from firmware.graph import quantizer_precision
 
@@ -377,7 +376,7 @@ class MatmulNode(Node):
         from da4ml.trace import FixedVariableArray
 
         (x,) = xs
-        flat = x._vars.ravel()
+        flat = da4ml_variables(x).ravel()
         rows = flat[None, :] if self.index is None else flat[self.index]
         weights = self.matrix.astype(np.float64) * 2.0**-self.matrix_frac
         out = _constant_matmul(rows, weights, ctx)
@@ -395,10 +394,6 @@ class MatmulNode(Node):
 def _constant_matmul(rows: np.ndarray, weights: np.ndarray, ctx: TraceContext) -> np.ndarray:
     """rows (P, K) of variables times a constant (K, O) matrix: da4ml's constant-matrix optimiser
     runs once per distinct row signature (value ranges and arrival times) and is reused."""
-    from da4ml.cmvm.api import solve
-    from da4ml.cmvm.types import QInterval
-    from numba.typed import List as NumbaList
-
     kernel = np.ascontiguousarray(weights.astype(np.float32))
     if not np.array_equal(kernel.astype(np.float64), weights):
         raise PipelineError("a weight is not exactly representable for the constant-matrix optimiser")
@@ -408,11 +403,7 @@ def _constant_matmul(rows: np.ndarray, weights: np.ndarray, ctx: TraceContext) -
         key = tuple((v.low, v.high, v.step, v.latency) for v in row)
         sol = solutions.get(key)
         if sol is None:
-            qints = NumbaList([QInterval(float(v.low), float(v.high), float(v.step)) for v in row])
-            lats = NumbaList([float(v.latency) for v in row])
-            sol = solve(kernel, method0="wmc", method1="auto", hard_dc=ctx.hard_dc, decompose_dc=-2,
-                        qintervals=qints, latencies=lats, adder_size=ctx.hwconf.adder_size,
-                        carry_size=ctx.hwconf.carry_size, search_all_decompose_dc=True)
+            sol = solve_constant_matrix(kernel, row, ctx.hard_dc, ctx.hwconf.adder_size, ctx.hwconf.carry_size)
             solutions[key] = sol
         out[p] = sol(row)
     return out
@@ -433,7 +424,7 @@ class QuantNode(Node):
         from da4ml.trace import FixedVariableArray
 
         (x,) = xs
-        out = np.array([trace_quantize(v, self.quant) for v in x._vars.ravel()], dtype=object)
+        out = np.array([trace_quantize(v, self.quant) for v in da4ml_variables(x).ravel()], dtype=object)
         return FixedVariableArray(out.reshape(self.out_shape))
 
     def describe(self) -> dict[str, Any]:
@@ -473,7 +464,7 @@ class PoolNode(Node):
         from da4ml.trace import FixedVariableArray
 
         (x,) = xs
-        flat = x._vars.ravel()
+        flat = da4ml_variables(x).ravel()
         out = []
         for window in self.index:
             total = _adder_tree([flat[i] for i in window])
@@ -536,7 +527,7 @@ class ConcatNode(Node):
     def trace(self, ctx: TraceContext, *xs: Any) -> Any:
         from da4ml.trace import FixedVariableArray
 
-        return FixedVariableArray(np.concatenate([x._vars for x in xs], axis=self.axis))
+        return FixedVariableArray(np.concatenate([da4ml_variables(x) for x in xs], axis=self.axis))
 
 
 def _adder_tree(values: list[Any]) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from firmware.rtl.replay import HARD_DC, FixedFormat, ReplayGraph, comb_logic, extract_graph, trace_graph
+from firmware.thirdparty import emit_verilog, port_word_kif, uses_lookup_tables, verilog_library
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
 
@@ -151,11 +152,6 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
     `latency_cutoff` is the number of adder levels per pipeline stage (None: from the clock
     period; 0 or less: one combinational block without registers). Same model, same options ->
     byte-identical files."""
-    from da4ml.codegen.rtl.verilog import comb_logic_gen, generate_io_wrapper
-    from da4ml.codegen.rtl.verilog.pipeline import pipeline_logic_gen
-    from da4ml.trace.pipeline import to_pipeline
-    import da4ml.codegen.rtl as rtl_pkg
-
     if clock_period_ns <= 0:
         raise PipelineError(f"clock period must be positive, got {clock_period_ns} ns")
     cutoff = default_latency_cutoff(clock_period_ns) if latency_cutoff is None else float(latency_cutoff)
@@ -171,31 +167,21 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
              time.perf_counter() - start, len(comb.ops), round(comb.cost))
 
     name = _verilog_name(graph.model_name)
-    files: dict[str, str] = {}
-    if cutoff > 0:
-        # The trace already starts every operation that would straddle a stage boundary at the
-        # boundary (the cutoff is in its HWConfig), so da4ml's retiming search gains nothing.
-        pipe = to_pipeline(comb, cutoff, retiming=False, verbose=False)
-        files.update({f"{k}.v": v for k, v in pipeline_logic_gen(pipe, name, print_latency=True).items()})
-        files[f"{name}_wrapper.v"] = generate_io_wrapper(pipe, name, True)
-        stages = len(pipe.solutions)
-        latency_cycles = stages + 1  # input register, one register per stage boundary, output register
-        in_qint, out_qint = pipe.inp_qint, pipe.out_qint
-    else:
-        files[f"{name}.v"] = comb_logic_gen(comb, name, print_latency=True, timescale="`timescale 1 ns / 1 ps")
-        files[f"{name}_wrapper.v"] = generate_io_wrapper(comb, name, False)
-        stages, latency_cycles = 0, 0
-        in_qint, out_qint = comb.inp_qint, comb.out_qint
-    if any(op.opcode == 8 for op in comb.ops):
+    sources = emit_verilog(comb, name, cutoff)
+    files = sources.files
+    stages = sources.stages
+    # input register, one register per stage boundary, output register
+    latency_cycles = stages + 1 if cutoff > 0 else 0
+    if uses_lookup_tables(comb):
         raise PipelineError("the traced design uses lookup tables, which this flow does not emit")
 
-    inputs = _port_formats(in_qint)
-    outputs = _port_formats(out_qint)
+    inputs = _port_formats(sources.inputs)
+    outputs = _port_formats(sources.outputs)
     expected_in = graph.input.input_format()
     if inputs[0] != expected_in:
         log.debug("input port words %s (quantizer format %s)", inputs[0], expected_in)
 
-    static_dir = Path(rtl_pkg.__file__).parent / "verilog" / "source"
+    static_dir = verilog_library()
     # only the library modules the design instantiates (lookup_table.v reads a memory file)
     used_text = "\n".join(files.values())
     statics = sorted(p.name for p in static_dir.glob("*.v") if re.search(rf"\b{p.stem}\s+#", used_text))
@@ -230,14 +216,7 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
 def _port_formats(qints: Sequence[Any]) -> tuple[FixedFormat, ...]:
     """The uniform words of da4ml's I/O wrapper: every element aligned to the finest LSB and
     extended to the widest integer part (sign-extended when any element is signed)."""
-    from da4ml.cmvm.types import _minimal_kif
-
-    kifs = [_minimal_kif(q) for q in qints]
-    k = max(int(x[0]) for x in kifs)
-    i = max(int(x[1]) for x in kifs)
-    f = max(int(x[2]) for x in kifs)
-    fmt = FixedFormat.from_kif(k, i, f)
-    return tuple([fmt] * len(kifs))
+    return tuple([FixedFormat.from_kif(*port_word_kif(qints))] * len(qints))
 
 
 def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str, Any]]:
