@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from firmware.fixedpoint import Precision
 from firmware.rtl import replay, verilator, verilog, yosys
 from firmware.verify import stimuli
 from firmware.graph import quantizer_precision
@@ -222,7 +223,7 @@ def test_replay_layer_names_follow_the_model(models):
     assert names[0] == "input_quant"
     assert "pool_act" in names and "pool" not in names  # the mean is fused with its quantizer
     assert graph.output == "mdn_output"
-    assert graph.input.input_format() == replay.FixedFormat(6, 4, False)
+    assert graph.input.input_format() == Precision(6, 4, False)
 
 
 def _refusal(build) -> str:
@@ -317,7 +318,7 @@ def test_verilog_project_is_deterministic_and_loads(tmp_path):
     assert first.content_hash == second.content_hash
     loaded = verilog.RtlProject.load(tmp_path / "a")
     assert loaded.to_dict() == first.to_dict()
-    assert first.inputs == (replay.FixedFormat(5, 4, True),) * 6
+    assert first.inputs == (Precision(5, 4, True),) * 6
     assert first.latency_cycles == first.stages + 1 >= 2
     assert all(p.is_file() for p in first.verilog)
 

@@ -89,7 +89,7 @@ int main() {
 def _inputs(precision: Precision) -> np.ndarray:
     """Every multiple of a quarter LSB over twice the type's range, plus far-out values."""
     low, high = precision.code_range()
-    lsb = precision.lsb()
+    lsb = precision.lsb
     grid = np.arange(4 * (2 * low - 4), 4 * (2 * high + 4) + 1) * (lsb / 4)
     return np.concatenate([grid, [-1e3, -3.7, 3.7, 1e3]])
 
@@ -137,7 +137,7 @@ def test_derived_type_reproduces_qkeras(cpp_results, case):
         f"first x={inputs[mismatches[0]]!r}: QKeras {expected[mismatches[0]]!r}, C++ {cpp[mismatches[0]]!r}"
     )
     # the grid covers ties: at least one input sits exactly halfway between two outputs
-    lsb = derived[case].lsb()
+    lsb = derived[case].lsb
     assert np.any(np.mod(inputs / lsb, 1.0) == 0.5)
 
 
@@ -191,11 +191,11 @@ def test_average_pool_type_keeps_every_rounding_decision(pool, data, following):
     wide = average_pool_precision(data, pool, following, "pool")
     low, high = data.code_range()
     sums = np.arange(pool * low, pool * high + 1, dtype=np.int64)  # in input LSBs
-    exact_mean = sums / pool * data.lsb()
+    exact_mean = sums / pool * data.lsb
     # the division of the wide type: truncation toward zero to `wide.fraction` bits
     scale = 2.0 ** wide.fraction
-    truncated = np.trunc(sums * (scale * data.lsb()) / pool) / scale
-    floored = np.floor(sums * (scale * data.lsb()) / pool) / scale
+    truncated = np.trunc(sums * (scale * data.lsb) / pool) / scale
+    floored = np.floor(sums * (scale * data.lsb) / pool) / scale
     if following is None:
         assert np.array_equal(truncated, exact_mean)
         return
@@ -206,7 +206,7 @@ def test_average_pool_type_keeps_every_rounding_decision(pool, data, following):
     # and one fraction bit fewer than derived is not enough for at least one of the pools
     if pool == 9:
         coarse = 2.0 ** (wide.fraction - 3)
-        cut = np.trunc(sums * (coarse * data.lsb()) / pool) / coarse
+        cut = np.trunc(sums * (coarse * data.lsb) / pool) / coarse
         assert not np.array_equal(_round_half_even(cut * f), want)
 
 

@@ -164,7 +164,7 @@ def derive_types(model, input_override: Precision | None = None, weight_range: b
 
 def _largest_magnitude(precision: Precision) -> float:
     low, high = precision.code_range()
-    return max(abs(low), abs(high)) * precision.lsb()
+    return max(abs(low), abs(high)) * precision.lsb
 
 
 def _weighted_bound(layer, in_bound: float, precision: dict[str, Precision]) -> float:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware.fixedpoint import Precision
 from firmware.graph import refusal
 from firmware.thirdparty import da4ml_variables, qkeras_tanh_sigmoid_is_hard, solve_constant_matrix
 from smartpix.errors import PipelineError
@@ -43,43 +44,6 @@ log = logging.getLogger(__name__)
 # da4ml's constant-matrix optimiser: extra adder depth allowed beyond the minimum (its CLI default).
 HARD_DC = 2
 MAX_SHIFT_SEARCH = 40
-
-
-# ---------------------------------------------------------------------------------------------
-# Data types
-
-
-@dataclass(frozen=True)
-class FixedFormat:
-    """A fixed-point word: `width` bits, `integer` of them left of the point (the sign bit
-    included when `signed`, as in ap_fixed), so value = code * 2**(integer - width)."""
-
-    width: int
-    integer: int
-    signed: bool
-
-    @property
-    def fraction(self) -> int:
-        return self.width - self.integer
-
-    @property
-    def lsb(self) -> float:
-        return 2.0 ** -self.fraction
-
-    def code_range(self) -> tuple[int, int]:
-        if self.signed:
-            return -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
-        return 0, 2**self.width - 1
-
-    def __str__(self) -> str:
-        return f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}>"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_kif(cls, k: int | bool, i: int, f: int) -> "FixedFormat":
-        return cls(int(k) + int(i) + int(f), int(k) + int(i), bool(k))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,13 +60,14 @@ class QuantSpec:
     high: int | None
     description: str
 
-    def output_format(self) -> FixedFormat | None:
+    def output_format(self) -> Precision | None:
+        """The smallest word that holds every code of the spec (None: unbounded)."""
         if self.frac is None or self.low is None or self.high is None:
             return None
         signed = self.low < 0
         magnitude = max(-self.low, self.high + 1)
         bits = max(1, math.ceil(math.log2(magnitude))) + int(signed)
-        return FixedFormat(bits, bits - self.frac, signed)
+        return Precision(bits, bits - self.frac, signed)
 
 
 def quantizer_spec(quantizer: Any, where: str) -> QuantSpec | None:
@@ -323,7 +288,7 @@ class Node:
 class InputNode(Node):
     quant: QuantSpec = None  # type: ignore[assignment]
 
-    def input_format(self) -> FixedFormat:
+    def input_format(self) -> Precision:
         fmt = self.quant.output_format()
         if fmt is None:
             raise PipelineError(f"layer {self.name}: the input quantizer must bound the input on a grid")

@@ -237,8 +237,7 @@ def decode_outputs(project: RtlProject, raw: np.ndarray) -> np.ndarray:
 
 def output_precision(project: RtlProject) -> Precision:
     """The output port's word as a fixed-point type (for comparing codes)."""
-    fmt = project.outputs[0]
-    return Precision(fmt.width, fmt.integer, fmt.signed)
+    return project.outputs[0]
 
 
 def simulate(sim: Simulator, graph: Any, events: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware.rtl.replay import HARD_DC, FixedFormat, ReplayGraph, comb_logic, extract_graph, trace_graph
+from firmware.fixedpoint import Precision
+from firmware.rtl.replay import HARD_DC, ReplayGraph, comb_logic, extract_graph, trace_graph
 from firmware.thirdparty import emit_verilog, port_word_kif, uses_lookup_tables, verilog_library
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
@@ -46,8 +47,8 @@ class RtlProject:
     top: str
     core: str
     verilog: tuple[Path, ...]
-    inputs: tuple[FixedFormat, ...]
-    outputs: tuple[FixedFormat, ...]
+    inputs: tuple[Precision, ...]
+    outputs: tuple[Precision, ...]
     latency_cycles: int
     stages: int
     clock_period_ns: float
@@ -104,21 +105,23 @@ class RtlProject:
             raise PipelineError(f"{file}: malformed project file ({err})") from err
 
 
-def _compress_formats(formats: Sequence[FixedFormat]) -> dict[str, Any]:
-    """Per-element formats as JSON; runs of equal formats are stored once with a count."""
+def _compress_formats(formats: Sequence[Precision]) -> dict[str, Any]:
+    """Per-element port words as JSON (width, integer bits, sign: the words truncate and wrap);
+    runs of equal words are stored once with a count."""
     runs: list[dict[str, Any]] = []
     for fmt in formats:
-        if runs and runs[-1]["format"] == fmt.to_dict():
+        word = {"width": fmt.width, "integer": fmt.integer, "signed": fmt.signed}
+        if runs and runs[-1]["format"] == word:
             runs[-1]["count"] += 1
         else:
-            runs.append({"format": fmt.to_dict(), "count": 1})
+            runs.append({"format": word, "count": 1})
     return {"elements": len(formats), "runs": runs}
 
 
-def _expand_formats(data: dict[str, Any]) -> tuple[FixedFormat, ...]:
-    out: list[FixedFormat] = []
+def _expand_formats(data: dict[str, Any]) -> tuple[Precision, ...]:
+    out: list[Precision] = []
     for run in data["runs"]:
-        out.extend([FixedFormat(**run["format"])] * int(run["count"]))
+        out.extend([Precision(**run["format"])] * int(run["count"]))
     return tuple(out)
 
 
@@ -213,10 +216,10 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
     return project
 
 
-def _port_formats(qints: Sequence[Any]) -> tuple[FixedFormat, ...]:
+def _port_formats(qints: Sequence[Any]) -> tuple[Precision, ...]:
     """The uniform words of da4ml's I/O wrapper: every element aligned to the finest LSB and
     extended to the widest integer part (sign-extended when any element is signed)."""
-    return tuple([FixedFormat.from_kif(*port_word_kif(qints))] * len(qints))
+    return tuple([Precision.from_kif(*port_word_kif(qints))] * len(qints))
 
 
 def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str, Any]]:
@@ -226,7 +229,7 @@ def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str,
         arr = traced.get(node.name)
         if arr is not None:
             kif = np.asarray(arr.kif).reshape(3, -1)
-            item["max_format"] = str(FixedFormat.from_kif(int(kif[0].max()), int(kif[1].max()), int(kif[2].max())))
+            item["max_format"] = str(Precision.from_kif(int(kif[0].max()), int(kif[1].max()), int(kif[2].max())))
         summary.append(item)
     return summary
 

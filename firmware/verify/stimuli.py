@@ -28,7 +28,7 @@ class StimulusSet:
 def input_grid(precision: Precision) -> tuple[float, int, int]:
     """(lsb, lowest code, highest code) of the input type."""
     low, high = precision.code_range()
-    return precision.lsb(), low, high
+    return precision.lsb, low, high
 
 
 def adversarial_sets(
