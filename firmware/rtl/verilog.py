@@ -160,59 +160,65 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
     cutoff = default_latency_cutoff(clock_period_ns) if latency_cutoff is None else float(latency_cutoff)
     if 0 < cutoff < 1:
         raise PipelineError(f"latency cutoff {cutoff}: at least one adder level per stage (or 0 for combinational)")
-    model = load_quantized_model(model_dir_or_model)
-    graph = extract_graph(model)
-    start = time.perf_counter()
-    inp, traced = trace_graph(graph, latency_cutoff=cutoff if cutoff > 0 else -1, hard_dc=hard_dc)
-    out = traced[graph.output]
-    comb = comb_logic(inp, out)
-    log.info("traced %s in %.1f s: %d operations, estimated %d LUTs", graph.model_name,
-             time.perf_counter() - start, len(comb.ops), round(comb.cost))
-
+    graph = extract_graph(load_quantized_model(model_dir_or_model))
+    traced, comb = _trace(graph, cutoff, hard_dc)
     name = _verilog_name(graph.model_name)
     sources = emit_verilog(comb, name, cutoff)
-    files = sources.files
-    stages = sources.stages
-    # input register, one register per stage boundary, output register
-    latency_cycles = stages + 1 if cutoff > 0 else 0
     if uses_lookup_tables(comb):
         raise PipelineError("the traced design uses lookup tables, which this flow does not emit")
-
     inputs = _port_formats(sources.inputs)
     outputs = _port_formats(sources.outputs)
-    expected_in = graph.input.input_format()
-    if inputs[0] != expected_in:
-        log.debug("input port words %s (quantizer format %s)", inputs[0], expected_in)
+    if inputs[0] != graph.input.input_format():
+        log.debug("input port words %s (quantizer format %s)", inputs[0], graph.input.input_format())
+    project = RtlProject(
+        path=Path(out_dir), top=f"{name}_wrapper", core=name, verilog=(), inputs=inputs, outputs=outputs,
+        # input register, one register per stage boundary, output register
+        latency_cycles=sources.stages + 1 if cutoff > 0 else 0, stages=sources.stages,
+        clock_period_ns=float(clock_period_ns), latency_cutoff=cutoff,
+        input_shape=graph.input.out_shape, output_shape=graph.node(graph.output).out_shape,
+        model_name=graph.model_name, content_hash="", estimated_luts=float(comb.cost),
+        layers=_layer_summary(graph, traced),
+    )
+    project = _write_project(project, sources.files)
+    log.info("wrote %s: top %s, %d stages (%d cycles at %.3g ns), %d inputs, %d outputs", project.path,
+             project.top, project.stages, project.latency_cycles, clock_period_ns, len(inputs), len(outputs))
+    return project
 
-    static_dir = verilog_library()
+
+def _trace(graph: ReplayGraph, cutoff: float, hard_dc: int) -> tuple[dict[str, Any], Any]:
+    """Every node's traced variables and the combinational logic from the input to the output."""
+    start = time.perf_counter()
+    inp, traced = trace_graph(graph, latency_cutoff=cutoff if cutoff > 0 else -1, hard_dc=hard_dc)
+    comb = comb_logic(inp, traced[graph.output])
+    log.info("traced %s in %.1f s: %d operations, estimated %d LUTs", graph.model_name,
+             time.perf_counter() - start, len(comb.ops), round(comb.cost))
+    return traced, comb
+
+
+def _write_project(project: RtlProject, files: dict[str, str]) -> RtlProject:
+    """Write the Verilog files, the library modules they instantiate and project.json to
+    `project.path` (atomically); returns the project with its file list and content hash."""
+    library = verilog_library()
     # only the library modules the design instantiates (lookup_table.v reads a memory file)
     used_text = "\n".join(files.values())
-    statics = sorted(p.name for p in static_dir.glob("*.v") if re.search(rf"\b{p.stem}\s+#", used_text))
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    statics = sorted(p.name for p in library.glob("*.v") if re.search(rf"\b{p.stem}\s+#", used_text))
+    name = project.core
+    order = ([Path("src/static") / s for s in statics]
+             + [Path("src") / f for f in sorted(files) if f not in (f"{name}.v", f"{name}_wrapper.v")]
+             + [Path("src") / f"{name}.v", Path("src") / f"{name}_wrapper.v"])
+    with atomic_dir(project.path) as tmp:
         (tmp / "src" / "static").mkdir(parents=True)
         for static in statics:
-            shutil.copyfile(static_dir / static, tmp / "src" / "static" / static)
+            shutil.copyfile(library / static, tmp / "src" / "static" / static)
         for fname in sorted(files):
             (tmp / "src" / fname).write_text(files[fname])
-        order = ([Path("src/static") / s for s in statics]
-                 + [Path("src") / f for f in sorted(files) if f not in (f"{name}.v", f"{name}_wrapper.v")]
-                 + [Path("src") / f"{name}.v", Path("src") / f"{name}_wrapper.v"])
         digest = hashlib.sha256()
         for rel in order:
             digest.update(str(rel).encode() + b"\0" + (tmp / rel).read_bytes())
-        project = RtlProject(
-            path=out_dir, top=f"{name}_wrapper", core=name, verilog=tuple(out_dir / rel for rel in order),
-            inputs=inputs, outputs=outputs, latency_cycles=latency_cycles, stages=stages,
-            clock_period_ns=float(clock_period_ns), latency_cutoff=cutoff,
-            input_shape=graph.input.out_shape, output_shape=graph.node(graph.output).out_shape,
-            model_name=graph.model_name, content_hash=digest.hexdigest(), estimated_luts=float(comb.cost),
-            layers=_layer_summary(graph, traced),
-        )
+        project = dataclasses.replace(project, verilog=tuple(project.path / rel for rel in order),
+                                      content_hash=digest.hexdigest())
         # no absolute path inside: the project can move, and equal models give equal bytes
         write_json(tmp / PROJECT_FILE, {k: v for k, v in project.to_dict().items() if k != "path"})
-    log.info("wrote %s: top %s, %d stages (%d cycles at %.3g ns), %d inputs, %d outputs", out_dir,
-             project.top, stages, latency_cycles, clock_period_ns, len(inputs), len(outputs))
     return project
 
 
