@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 
 from firmware.fixedpoint import Precision
+from firmware.graph import model_graph
 from firmware.rtl import replay, verilator, verilog, yosys
-from firmware.verify import stimuli
-from firmware.graph import quantizer_precision
 from firmware.thirdparty import da4ml_variables
+from firmware.verify import stimuli
 from tests.helpers import randomize_quantized_weights, reference_outputs
 from smartpix.errors import PipelineError
 from tests.conftest import tiny_model as _tiny_model
@@ -50,7 +50,7 @@ def _tiny_pool_model(seed: int = 5):
 
 
 def _input_precision(model):
-    return quantizer_precision(model.get_layer("input_quant").quantizer, "input_quant")
+    return model_graph(model).input_precision
 
 
 def _sets(model, seed: int, n_random: int) -> list[stimuli.StimulusSet]:
