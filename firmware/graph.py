@@ -227,6 +227,30 @@ def input_quantizer_layer(model):
     return model.get_layer(_input_quantizer_name(input_name, kinds, consumers))
 
 
+def check_input_precision(graph: ModelGraph, configured: Precision | None) -> Precision:
+    """The hardware input type, which is the model input quantizer's in both flows. A configured
+    `input_precision` must have the same grid (width, integer bits, sign): a narrower one would
+    make the hardware differ from the model, and a wider one changes nothing the model sees."""
+    derived = graph.input_precision
+    if configured is None or _grid(configured) == _grid(derived):
+        return derived
+    c_low, c_high = configured.code_range()
+    d_low, d_high = derived.code_range()
+    wider = (configured.fraction >= derived.fraction and c_low * configured.lsb <= d_low * derived.lsb
+             and c_high * configured.lsb >= d_high * derived.lsb)
+    why = ("a wider type changes nothing the model sees" if wider
+           else "it cannot hold every value of the model's input, so the hardware would differ from the model")
+    raise PipelineError(
+        f"key 'input_precision': {configured.hls4ml()} is not the model's input type {derived.hls4ml()} "
+        f"(its input quantizer, layer {graph.input_quantizer}): {why}; "
+        f"omit input_precision: it is derived from the model's input quantizer"
+    )
+
+
+def _grid(precision: Precision) -> tuple[int, int, bool]:
+    return precision.width, precision.integer, precision.signed
+
+
 def _functional(model):
     """A Sequential model as the equivalent functional one (whose config lists inbound layers)."""
     if "input_layers" in model.get_config():

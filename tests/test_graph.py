@@ -17,10 +17,10 @@ from qkeras import (QActivation, QConv1D, QConv2D, QDense, QDepthwiseConv2D, QSe
                     quantized_bits, quantized_tanh)
 
 from firmware.config import config_from_dict
-from firmware.fixedpoint import Precision
+from firmware.fixedpoint import Precision, parse_precision
 from firmware.graph import SUPPORTED, input_quantizer_layer, model_graph
 from firmware.hls.project import convert, derive_types
-from firmware.rtl import replay
+from firmware.rtl import replay, verilog
 from firmware.verify import stimuli
 from smartpix.errors import PipelineError
 from tests.helpers import reference_outputs
@@ -46,20 +46,20 @@ def _finish(inputs, outputs, name: str = "case"):
     return model
 
 
-def _messages(model) -> tuple[str | None, str | None]:
+def _messages(model, input_precision: Precision | None = None) -> tuple[str | None, str | None]:
     """What each flow says of the model: None when it accepts it, else its refusal."""
     said = []
     for flow in (derive_types, replay.extract_graph):
         try:
-            flow(model)
+            flow(model, input_precision)
             said.append(None)
         except PipelineError as err:
             said.append(str(err))
     return said[0], said[1]
 
 
-def _refusal(model) -> str:
-    hls, rtl = _messages(model)
+def _refusal(model, input_precision: Precision | None = None) -> str:
+    hls, rtl = _messages(model, input_precision)
     assert hls is not None and hls == rtl, (hls, rtl)
     assert "\n" not in hls
     return hls
@@ -386,3 +386,43 @@ def test_tanh_on_another_internal_sigmoid_is_refused_by_both():
         set_internal_sigmoid("hard")
     assert "layer tanh: quantized_tanh with QKeras' internal sigmoid other than 'hard'" in message
     assert _messages(model) == (None, None)
+
+
+# --------------------------------------------------------------------------- input_precision
+
+
+def test_input_precision_of_the_quantizer_grid_is_accepted_and_changes_nothing():
+    model = _decoy_model()
+    for text in ("ap_ufixed<6,4>", "ap_ufixed<6,4,AP_RND_CONV,AP_SAT>"):
+        assert _messages(model, parse_precision(text)) == (None, None)
+        assert derive_types(model, parse_precision(text))[0].precision["result"] == Precision(6, 4, False, *RND_SAT)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("ap_ufixed<5,4>", "it cannot hold every value of the model's input"),  # one fraction bit fewer
+    ("ap_ufixed<6,3>", "it cannot hold every value of the model's input"),  # half the range
+    ("ap_fixed<6,5>", "it cannot hold every value of the model's input"),  # signed: half the steps
+    ("ap_ufixed<8,5>", "a wider type changes nothing the model sees"),
+    ("ap_fixed<16,6>", "a wider type changes nothing the model sees"),
+])
+def test_an_input_precision_other_than_the_quantizer_is_refused_by_both(text, why):
+    message = _refusal(_decoy_model(), parse_precision(text))
+    assert message.startswith(f"key 'input_precision': {parse_precision(text).hls4ml()} is not the model's "
+                              f"input type ufixed<6,4,RND_CONV,SAT> (its input quantizer, layer front)")
+    assert why in message
+    assert message.endswith("omit input_precision: it is derived from the model's input quantizer")
+
+
+def test_input_precision_is_checked_by_the_project_and_the_verilog_alike(tmp_path):
+    model = _decoy_model()
+    narrow = parse_precision("ap_ufixed<5,4>")
+    expected = _refusal(model, narrow)
+    directory = _model_directory(model, tmp_path / "decoy", _events(model, 20, seed=4))
+    config = config_from_dict({"name": "narrow", "model": str(directory), "backend": "Catapult",
+                               "part": "nangate-45nm", "clock_period_ns": 25, "input_precision": "ap_ufixed<5,4>"})
+    with pytest.raises(PipelineError) as hls:
+        convert(config, tmp_path / "hls")
+    with pytest.raises(PipelineError) as rtl:
+        verilog.build_rtl(model, tmp_path / "rtl", input_precision=narrow)
+    assert str(hls.value) == str(rtl.value) == expected
+    assert not (tmp_path / "hls").exists() and not (tmp_path / "rtl").exists()

@@ -25,7 +25,7 @@ import numpy as np
 
 from firmware.config import add_selection_arguments, HardwareConfig, load_configs
 from firmware.fixedpoint import Precision
-from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, model_graph
+from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, check_input_precision, model_graph
 from smartpix import paths
 from smartpix.cache import content_key
 from smartpix.artifacts import atomic_dir, write_json
@@ -67,25 +67,22 @@ class FirmwareProject:
 
 # --------------------------------------------------------------------------- type derivation
 
-def derive_types(model, input_override: Precision | None = None, weight_range: bool = False) -> list[LayerTypes]:
+def derive_types(model, input_precision: Precision | None = None, weight_range: bool = False) -> list[LayerTypes]:
     """Every layer's exact hls4ml types, read from the model's checked graph (firmware.graph),
-    which refuses what cannot be exact; `input_override` replaces the type of the model input.
-    Dropout has no types: hls4ml removes it (the identity at inference).
+    which refuses what cannot be exact; a configured `input_precision` must be the type of the
+    model's input quantizer. Dropout has no types: hls4ml removes it (the identity at inference).
 
     With `weight_range`, accumulators are sized from the trained weights: the largest value
     a layer can produce is bounded by sum |w| * max |x| + |b| per output, which is usually far
     below the worst case of the weight type; products keep every fraction bit."""
     graph = model_graph(model)
+    check_input_precision(graph, input_precision)
     bound: dict[str, float] = {}  # largest |value| each layer's output can take
     derived: list[LayerTypes] = []
     for record in graph:
         bound[record.name] = _output_bound(record, bound)
-        if record.kind == "Dropout":
-            continue
-        precision = _layer_precision(record, graph, bound, weight_range)
-        if input_override is not None and record.name in (graph.input.name, graph.input_quantizer):
-            precision = {"result": input_override}
-        derived.append(LayerTypes(record.name, record.kind, precision))
+        if record.kind != "Dropout":
+            derived.append(LayerTypes(record.name, record.kind, _layer_precision(record, graph, bound, weight_range)))
     return derived
 
 

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from firmware.fixedpoint import Precision
-from firmware.graph import LayerRecord, ModelGraph, model_graph, quantizer_precision, refusal
+from firmware.graph import (LayerRecord, ModelGraph, check_input_precision, model_graph, quantizer_precision,
+                            refusal)
 from firmware.thirdparty import da4ml_variables, solve_constant_matrix
 from smartpix.errors import PipelineError
 
@@ -650,10 +651,11 @@ def _concatenate(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...]
     return [ConcatNode(record.name, inputs, record.shape, axis=axis - 1 if axis > 0 else axis)]  # per-event axis
 
 
-def extract_graph(model) -> ReplayGraph:
+def extract_graph(model, input_precision: Precision | None = None) -> ReplayGraph:
     """The replay graph of a QKeras model, from its checked graph (firmware.graph), which refuses
-    what cannot be exact."""
+    what cannot be exact; a configured `input_precision` must be the input quantizer's type."""
     graph = model_graph(model)
+    check_input_precision(graph, input_precision)
     quantizer = graph[graph.input_quantizer]
     nodes: list[Node] = [InputNode(quantizer.name, (), graph.input.shape, quant=_activation_spec(quantizer))]
     # Keras layer name -> the replay node that produces its output

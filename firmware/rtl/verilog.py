@@ -149,18 +149,20 @@ def _verilog_name(name: str) -> str:
 
 
 def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5.0,
-              latency_cutoff: float | None = None, *, hard_dc: int = HARD_DC) -> RtlProject:
+              latency_cutoff: float | None = None, *, hard_dc: int = HARD_DC,
+              input_precision: Precision | None = None) -> RtlProject:
     """Replay the model on da4ml variables and write its Verilog project to `out_dir` (atomically).
 
     `latency_cutoff` is the number of adder levels per pipeline stage (None: from the clock
-    period; 0 or less: one combinational block without registers). Same model, same options ->
+    period; 0 or less: one combinational block without registers). A configured
+    `input_precision` must be the model input quantizer's type. Same model, same options ->
     byte-identical files."""
     if clock_period_ns <= 0:
         raise PipelineError(f"clock period must be positive, got {clock_period_ns} ns")
     cutoff = default_latency_cutoff(clock_period_ns) if latency_cutoff is None else float(latency_cutoff)
     if 0 < cutoff < 1:
         raise PipelineError(f"latency cutoff {cutoff}: at least one adder level per stage (or 0 for combinational)")
-    graph = extract_graph(load_quantized_model(model_dir_or_model))
+    graph = extract_graph(load_quantized_model(model_dir_or_model), input_precision)
     traced, comb = _trace(graph, cutoff, hard_dc)
     name = _verilog_name(graph.model_name)
     sources = emit_verilog(comb, name, cutoff)
