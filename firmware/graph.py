@@ -139,8 +139,8 @@ PASS_THROUGH = ("Flatten", "Reshape", "Dropout", "Concatenate")
 SUPPORTED = ("InputLayer", "QActivation", *WEIGHT_ROLES, *POOLING, *PASS_THROUGH)
 # Layer types refused with a reason of their own (the rest: "not supported").
 _REFUSED = {
-    "QDepthwiseConv2D": "hls4ml's C++ for it aborts under the Resource strategy (Vivado, io_parallel) "
-                        "and supports no depth multiplier but 1",
+    "QDepthwiseConv2D": "hls4ml's C++ for it aborts under the Resource strategy in Vivado io_parallel "
+                        "and takes no depth multiplier but 1",
     "QSeparableConv1D": "hls4ml's Catapult C++ for it does not compile in io_parallel",
     "Activation": "a Keras activation has no fixed-point grid; use a QActivation with a QKeras quantizer",
 }
@@ -218,7 +218,7 @@ def model_graph(model) -> ModelGraph:
     return ModelGraph(model.name, tuple(walk.records.values()), output_name, walk.input_quantizer)
 
 
-def input_quantizer_layer(model):
+def input_quantizer_layer(model) -> Any:
     """The QActivation that the model input feeds, found through the graph (never by its name)."""
     model = _functional(model)
     config = model.get_config()
