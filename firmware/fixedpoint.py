@@ -35,6 +35,24 @@ class Precision:
     def fraction(self) -> int:
         return self.width - self.integer
 
+    @property
+    def lsb(self) -> float:
+        """Value of one code: 2**-fraction."""
+        return 2.0 ** -self.fraction
+
+    @classmethod
+    def from_kif(cls, k: int | bool, i: int, f: int) -> "Precision":
+        """The word of sign bit k, i integer bits (sign excluded) and f fraction bits, as da4ml
+        counts them (truncating, wrapping)."""
+        return cls(int(k) + int(i) + int(f), int(k) + int(i), bool(k))
+
+    def __str__(self) -> str:
+        """`fixed<W,I>` / `ufixed<W,I>`, with the rounding and saturation modes when they are
+        not the default TRN and WRAP."""
+        if (self.rounding, self.saturation) == ("TRN", "WRAP"):
+            return f"{'fixed' if self.signed else 'ufixed'}<{self.width},{self.integer}>"
+        return self.hls4ml()
+
     def hls4ml(self) -> str:
         """The string hls4ml's configuration accepts (backend-neutral)."""
         prefix = "fixed" if self.signed else "ufixed"
@@ -43,9 +61,6 @@ class Precision:
     def ap(self) -> str:
         prefix = "ap_fixed" if self.signed else "ap_ufixed"
         return f"{prefix}<{self.width},{self.integer},AP_{self.rounding},AP_{self.saturation}>"
-
-    def lsb(self) -> float:
-        return 2.0 ** -self.fraction
 
     def code_range(self) -> tuple[int, int]:
         """Smallest and largest raw integer code (SAT_SYM excludes the most negative one)."""
@@ -86,7 +101,6 @@ def parse_precision(text: str, where: str = "precision") -> Precision:
         f"{where}: invalid precision {text!r}; expected ap_fixed<W,I[,ROUNDING[,SATURATION]]>, "
         f"ap_ufixed<...>, fixed<...>, ap_int<W> or ap_uint<W>"
     )
-
 
 
 def on_grid(values, precision: Precision):

@@ -164,7 +164,7 @@ def test_model_without_input_quantizer_is_refused():
 
     inputs = tf.keras.Input((4,), name="raw")
     x = QDense(2, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1))(inputs)
-    with pytest.raises(PipelineError, match="layer raw: the model input must feed one input quantizer"):
+    with pytest.raises(PipelineError, match="layer raw: the model input must feed exactly one input quantizer"):
         derive_types(tf.keras.Model(inputs, x))
 
 
@@ -176,7 +176,7 @@ def test_float_weights_off_the_grid_are_refused(tmp_path):
     layer = model.get_layer("dense_2")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel + 1e-3, bias])
-    with pytest.raises(PipelineError, match="layer dense_2: weight values are not on the grid"):
+    with pytest.raises(PipelineError, match="layer dense_2: kernel values are not on the grid"):
         derive_types(model)
 
 

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from firmware.graph import quantizer_precision
+from firmware.fixedpoint import Precision
+from firmware.graph import model_graph
 from firmware.rtl import replay, verilator, verilog, yosys
+from firmware.thirdparty import da4ml_variables
 from firmware.verify import stimuli
 from smartpix.errors import PipelineError
 from tests.conftest import tiny_model as _tiny_model
@@ -48,7 +50,7 @@ def _tiny_pool_model(seed: int = 5):
 
 
 def _input_precision(model):
-    return quantizer_precision(model.get_layer("input_quant").quantizer, "input_quant")
+    return model_graph(model).input_precision
 
 
 def _sets(model, seed: int, n_random: int) -> list[stimuli.StimulusSet]:
@@ -96,7 +98,7 @@ def test_traced_quantizer_equals_half_even_and_clip_on_every_input(low, high, f_
 
     lsb = 2.0**-f_in
     x = FixedVariableArray.from_lhs(np.array([low]), np.array([high]), np.array([lsb]), HWConfig(1, -1, -1))
-    y = FixedVariableArray(np.array([replay.trace_quantize(v, spec) for v in x._vars], dtype=object))
+    y = FixedVariableArray(np.array([replay.trace_quantize(v, spec) for v in da4ml_variables(x)], dtype=object))
     logic = replay.comb_logic(x, y)
     values = np.arange(round(low / lsb), round(high / lsb) + 1) * lsb
     got = logic.predict(values.reshape(-1, 1), n_threads=1).ravel()
@@ -145,7 +147,7 @@ def test_traced_pool_division_for_every_sum(count, g, f, s_min, s_max):
     spec = replay.QuantSpec(f, -(2**20), 2**20, "wide")
     node = replay.PoolNode("pool", ("x",), (1,), index=np.zeros((1, count), dtype=np.int64), count=count, quant=spec)
     ctx = replay.TraceContext(HWConfig(1, -1, -1))
-    out = FixedVariableArray(np.array([node._divide(ctx, total._vars[0])], dtype=object))
+    out = FixedVariableArray(np.array([node._divide(ctx, da4ml_variables(total)[0])], dtype=object))
     logic = replay.comb_logic(total, out)
     sums = np.arange(s_min, s_max + 1)
     got = logic.predict((sums * lsb).reshape(-1, 1), n_threads=1).ravel()
@@ -221,7 +223,7 @@ def test_replay_layer_names_follow_the_model(models):
     assert names[0] == "input_quant"
     assert "pool_act" in names and "pool" not in names  # the mean is fused with its quantizer
     assert graph.output == "mdn_output"
-    assert graph.input.input_format() == replay.FixedFormat(6, 4, False)
+    assert graph.input.input_format() == Precision(6, 4, False)
 
 
 def _refusal(build) -> str:
@@ -316,7 +318,7 @@ def test_verilog_project_is_deterministic_and_loads(tmp_path):
     assert first.content_hash == second.content_hash
     loaded = verilog.RtlProject.load(tmp_path / "a")
     assert loaded.to_dict() == first.to_dict()
-    assert first.inputs == (replay.FixedFormat(5, 4, True),) * 6
+    assert first.inputs == (Precision(5, 4, True),) * 6
     assert first.latency_cycles == first.stages + 1 >= 2
     assert all(p.is_file() for p in first.verilog)
 

@@ -89,7 +89,7 @@ int main() {
 def _inputs(precision: Precision) -> np.ndarray:
     """Every multiple of a quarter LSB over twice the type's range, plus far-out values."""
     low, high = precision.code_range()
-    lsb = precision.lsb()
+    lsb = precision.lsb
     grid = np.arange(4 * (2 * low - 4), 4 * (2 * high + 4) + 1) * (lsb / 4)
     return np.concatenate([grid, [-1e3, -3.7, 3.7, 1e3]])
 
@@ -137,20 +137,19 @@ def test_derived_type_reproduces_qkeras(cpp_results, case):
         f"first x={inputs[mismatches[0]]!r}: QKeras {expected[mismatches[0]]!r}, C++ {cpp[mismatches[0]]!r}"
     )
     # the grid covers ties: at least one input sits exactly halfway between two outputs
-    lsb = derived[case].lsb()
+    lsb = derived[case].lsb
     assert np.any(np.mod(inputs / lsb, 1.0) == 0.5)
 
 
 def test_unsigned_quantized_bits_is_not_what_hls4ml_derives():
     """hls4ml's own mapping gives quantized_bits(6,4,keep_negative=False) one integer bit
     too many (signed fixed<6,5>): a grid of 0.5 where QKeras has 0.25."""
-    import hls4ml.utils.config as hls_config
     from qkeras import quantized_bits
 
+    from firmware.thirdparty import hls4ml_quantizer_precision
+
     ours = quantizer_precision(quantized_bits(6, 4, keep_negative=False, alpha=1), "x")
-    theirs = hls_config._get_precision_from_quantizer(
-        {"class_name": "quantized_bits", "config": quantized_bits(6, 4, keep_negative=False, alpha=1).get_config()}
-    )
+    theirs = hls4ml_quantizer_precision(quantized_bits(6, 4, keep_negative=False, alpha=1))
     assert (ours.width, ours.integer, ours.signed) == (6, 4, False)
     assert (theirs.width - theirs.integer) != ours.fraction
 
@@ -192,11 +191,11 @@ def test_average_pool_type_keeps_every_rounding_decision(pool, data, following):
     wide = average_pool_precision(data, pool, following, "pool")
     low, high = data.code_range()
     sums = np.arange(pool * low, pool * high + 1, dtype=np.int64)  # in input LSBs
-    exact_mean = sums / pool * data.lsb()
+    exact_mean = sums / pool * data.lsb
     # the division of the wide type: truncation toward zero to `wide.fraction` bits
     scale = 2.0 ** wide.fraction
-    truncated = np.trunc(sums * (scale * data.lsb()) / pool) / scale
-    floored = np.floor(sums * (scale * data.lsb()) / pool) / scale
+    truncated = np.trunc(sums * (scale * data.lsb) / pool) / scale
+    floored = np.floor(sums * (scale * data.lsb) / pool) / scale
     if following is None:
         assert np.array_equal(truncated, exact_mean)
         return
@@ -207,7 +206,7 @@ def test_average_pool_type_keeps_every_rounding_decision(pool, data, following):
     # and one fraction bit fewer than derived is not enough for at least one of the pools
     if pool == 9:
         coarse = 2.0 ** (wide.fraction - 3)
-        cut = np.trunc(sums * (coarse * data.lsb()) / pool) / coarse
+        cut = np.trunc(sums * (coarse * data.lsb) / pool) / coarse
         assert not np.array_equal(_round_half_even(cut * f), want)
 
 

@@ -255,7 +255,9 @@ def quantize_inputs(model, inputs: np.ndarray) -> np.ndarray:
     """The inputs as the model's own input quantizer makes them (the numbers hardware sees)."""
     import tensorflow as tf
 
-    layer = model.get_layer("input_quant")
+    from firmware.graph import input_quantizer_layer
+
+    layer = input_quantizer_layer(model)
     quantized = tf.keras.Model(model.inputs, layer.output).predict(inputs, batch_size=4096, verbose=0)
     return quantized.astype(np.float32)
 

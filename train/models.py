@@ -256,10 +256,10 @@ class _FloatBlocks(_QuantizedBlocks):
 
 def custom_objects() -> dict[str, Any]:
     """The QKeras classes a saved model needs to load."""
-    from qkeras.utils import _add_supported_quantized_objects
+    from firmware.thirdparty import add_supported_quantized_objects
 
     objects: dict[str, Any] = {}
-    _add_supported_quantized_objects(objects)
+    add_supported_quantized_objects(objects)
     return objects
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from firmware.config import HardwareConfig, add_selection_arguments, load_configs
 from firmware.fixedpoint import Precision
-from firmware.graph import average_pool_precision, quantizer_precision, weight_precision
+from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, check_input_precision, model_graph
 from smartpix import paths, processes
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.cache import content_key
@@ -37,14 +37,12 @@ TESTBENCH_TEMPLATE = Path(__file__).with_name("templates") / "testbench.cpp"
 MANIFEST = "smartpix.json"
 TB_EVENTS = 200  # events written to tb_data/ for the vendor tools' own C simulation
 
-_PASS_THROUGH = ("Flatten", "Reshape", "Concatenate")
 _WEIGHTED = {
     "QDense": ("kernel", "bias"),
     "QConv1D": ("kernel", "bias"),
     "QConv2D": ("kernel", "bias"),
     "QSeparableConv2D": ("depthwise", "pointwise", "bias"),
 }
-_POOLING = ("AveragePooling1D", "AveragePooling2D")
 
 
 @dataclass(frozen=True)
@@ -67,105 +65,58 @@ class FirmwareProject:
 
 # --------------------------------------------------------------------------- type derivation
 
-def derive_types(model, input_override: Precision | None = None, weight_range: bool = False) -> list[LayerTypes]:
-    """Walk the Keras graph and derive every layer's exact types; refuse what cannot be exact.
+def derive_types(model, input_precision: Precision | None = None, weight_range: bool = False) -> list[LayerTypes]:
+    """Every layer's exact hls4ml types, read from the model's checked graph (firmware.graph),
+    which refuses what cannot be exact; a configured `input_precision` must be the type of the
+    model's input quantizer. Dropout has no types: hls4ml removes it (the identity at inference).
 
     With `weight_range`, accumulators are sized from the trained weights: the largest value
     a layer can produce is bounded by sum |w| * max |x| + |b| per output, which is usually far
     below the worst case of the weight type; products keep every fraction bit."""
-    derived: list[LayerTypes] = []
-    out_precision: dict[str, Precision | None] = {}
+    graph = model_graph(model)
+    check_input_precision(graph, input_precision)
     bound: dict[str, float] = {}  # largest |value| each layer's output can take
-    consumers: dict[str, list[Any]] = {}
-    for layer in model.layers:
-        for inbound in _inbound_layers(layer):
-            consumers.setdefault(inbound.name, []).append(layer)
-
-    for layer in model.layers:
-        kind = type(layer).__name__
-        inputs = _inbound_layers(layer)
-        if kind == "InputLayer":
-            first = consumers.get(layer.name, [])
-            if len(first) != 1 or type(first[0]).__name__ != "QActivation":
-                raise PipelineError(
-                    f"layer {layer.name}: the model input must feed one input quantizer (a QActivation "
-                    f"with quantized_bits) so that Python and hardware see the same fixed-point input"
-                )
-            precision = input_override or quantizer_precision(_activation_quantizer(first[0]), first[0].name)
-            derived.append(LayerTypes(layer.name, kind, {"result": precision}))
-            out_precision[layer.name] = precision
-            bound[layer.name] = _largest_magnitude(precision)
-        elif kind == "QActivation":
-            precision = quantizer_precision(_activation_quantizer(layer), layer.name)
-            if inputs and inputs[0].name in out_precision and type(inputs[0]).__name__ == "InputLayer":
-                precision = out_precision[inputs[0].name]  # the input quantizer is the input type
-            derived.append(LayerTypes(layer.name, kind, {"result": precision}))
-            out_precision[layer.name] = precision
-            bound[layer.name] = _largest_magnitude(precision)
-        elif kind in _WEIGHTED:
-            activation = getattr(layer, "activation", None)
-            if activation is not None and getattr(activation, "__name__", "linear") != "linear":
-                raise PipelineError(
-                    f"layer {layer.name}: a fused activation ({activation}) is not supported; "
-                    f"put it in a QActivation layer of its own"
-                )
-            if not getattr(layer, "use_bias", True):
-                raise PipelineError(f"layer {layer.name}: layers without bias are not supported")
-            precision = {}
-            for role, quantizer in zip(_WEIGHTED[kind], layer.get_quantizers()):
-                key = "weight" if role == "kernel" else role
-                precision[key] = weight_precision(quantizer, f"{layer.name} ({role})")
-            _check_weights_on_grid(layer, precision)
-            in_precision = out_precision.get(inputs[0].name)
-            bound[layer.name] = _weighted_bound(layer, bound[inputs[0].name], precision)
-            if weight_range:
-                if in_precision is None:
-                    raise PipelineError(f"layer {layer.name}: weight_range accumulators need a quantized input")
-                precision.update(_range_accumulators(layer, in_precision, precision, bound[inputs[0].name]))
-            derived.append(LayerTypes(layer.name, kind, precision))
-            out_precision[layer.name] = None  # hls4ml infers an exact accumulator ('auto')
-        elif kind in _POOLING:
-            data = out_precision.get(inputs[0].name)
-            if data is None:
-                raise PipelineError(
-                    f"layer {layer.name}: average pooling must read quantized values (put a QActivation before it)"
-                )
-            n = int(np.prod(layer.pool_size))
-            if tuple(layer.strides) != tuple(layer.pool_size) or layer.padding != "valid":
-                raise PipelineError(f"layer {layer.name}: only non-overlapping 'valid' pooling is supported")
-            following = [c for c in consumers.get(layer.name, [])]
-            quantizer = None
-            if len(following) == 1 and type(following[0]).__name__ == "QActivation":
-                quantizer = quantizer_precision(_activation_quantizer(following[0]), following[0].name)
-            precision = average_pool_precision(data, n, quantizer, layer.name)
-            derived.append(LayerTypes(layer.name, kind, {"accum": precision, "result": precision}))
-            out_precision[layer.name] = precision
-            bound[layer.name] = bound[inputs[0].name]
-        elif kind in _PASS_THROUGH:
-            precisions = {out_precision.get(i.name) for i in inputs}
-            if kind == "Concatenate" and len(precisions) != 1:
-                raise PipelineError(
-                    f"layer {layer.name}: concatenated inputs must share one fixed-point type, got "
-                    f"{sorted(p.hls4ml() if p else 'auto' for p in precisions)}"
-                )
-            precision = precisions.pop()
-            derived.append(LayerTypes(layer.name, kind, {"result": precision} if precision else {}))
-            out_precision[layer.name] = precision
-            bound[layer.name] = max(bound[i.name] for i in inputs)
-        else:
-            raise PipelineError(
-                f"layer {layer.name}: {kind} is not supported by the exact conversion "
-                f"(supported: QActivation, {', '.join(_WEIGHTED)}, {', '.join(_POOLING)}, {', '.join(_PASS_THROUGH)})"
-            )
+    derived: list[LayerTypes] = []
+    for record in graph:
+        bound[record.name] = _output_bound(record, bound)
+        if record.kind != "Dropout":
+            derived.append(LayerTypes(record.name, record.kind, _layer_precision(record, graph, bound, weight_range)))
     return derived
+
+
+def _layer_precision(record: LayerRecord, graph: ModelGraph, bound: dict[str, float],
+                     weight_range: bool) -> dict[str, Precision]:
+    """hls4ml precision keys of one layer: its weights (and, with `weight_range`, accumulators
+    sized from them), or its output type; a weighted layer's accumulator is otherwise left to
+    hls4ml, which infers an exact one ('auto')."""
+    if record.kind in WEIGHT_ROLES:
+        precision = {("weight" if role == "kernel" else role): p for role, p in record.weights.items()}
+        if weight_range:
+            source = graph[record.inbound[0]]
+            if source.output is None:
+                raise PipelineError(f"layer {record.name}: weight_range accumulators need a quantized input")
+            precision.update(_range_accumulators(record.keras, source.output, precision, bound[source.name]))
+        return precision
+    if record.kind in POOLING:
+        return {"accum": record.output, "result": record.output}
+    return {"result": record.output} if record.output else {}
+
+
+def _output_bound(record: LayerRecord, bound: dict[str, float]) -> float:
+    """Largest |value| of a layer's output, from the bounds of its inputs."""
+    if record.kind in WEIGHT_ROLES:
+        return _weighted_bound(record.keras, bound[record.inbound[0]])
+    if record.kind in ("InputLayer", "QActivation"):
+        return _largest_magnitude(record.output)
+    return max(bound[name] for name in record.inbound)
 
 
 def _largest_magnitude(precision: Precision) -> float:
     low, high = precision.code_range()
-    return max(abs(low), abs(high)) * precision.lsb()
+    return max(abs(low), abs(high)) * precision.lsb
 
 
-def _weighted_bound(layer, in_bound: float, precision: dict[str, Precision]) -> float:
+def _weighted_bound(layer, in_bound: float) -> float:
     """Largest |output| of a weighted layer for inputs bounded by `in_bound`."""
     weights = layer.get_weights()
     if type(layer).__name__ == "QSeparableConv2D":
@@ -188,41 +139,12 @@ def _range_accumulators(layer, data: Precision, weights: dict[str, Precision], i
         dw_fraction = data.fraction + weights["depthwise"].fraction
         dw_bound = float(np.max(np.abs(depthwise).reshape(-1, depthwise.shape[-2]).sum(axis=0)) * in_bound)
         dw = _accumulator(dw_bound, dw_fraction)
-        pw = _accumulator(_weighted_bound(layer, in_bound, weights),
+        pw = _accumulator(_weighted_bound(layer, in_bound),
                           max(dw_fraction + weights["pointwise"].fraction, weights["bias"].fraction))
         return {"depthwise_accum": dw, "depthwise_result": dw, "pointwise_accum": pw, "result": pw}
     fraction = max(data.fraction + weights["weight"].fraction, weights["bias"].fraction)
-    accum = _accumulator(_weighted_bound(layer, in_bound, weights), fraction)
+    accum = _accumulator(_weighted_bound(layer, in_bound), fraction)
     return {"accum": accum, "result": accum}
-
-
-def _inbound_layers(layer) -> list[Any]:
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if not nodes:
-        return []
-    inbound = nodes[0].inbound_layers
-    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
-
-
-def _activation_quantizer(layer):
-    quantizer = getattr(layer, "quantizer", None)
-    return quantizer if quantizer is not None else layer.activation
-
-
-def _check_weights_on_grid(layer, precision: dict[str, Precision]) -> None:
-    """Stored weights must already be quantized (the training stage snaps them)."""
-    from firmware.fixedpoint import on_grid
-
-    keys = [k for k in precision]
-    for key, values in zip(keys, layer.get_weights()):
-        p = precision[key]
-        codes = on_grid(values, p)
-        low, high = p.code_range()
-        if codes is None or codes.min(initial=0) < low or codes.max(initial=0) > high:
-            raise PipelineError(
-                f"layer {layer.name}: {key} values are not on the grid of {p.hls4ml()} "
-                f"(the model was saved with float weights; retrain or snap them with the training stage)"
-            )
 
 
 # --------------------------------------------------------------------------- hls4ml configuration

@@ -65,6 +65,11 @@ def _model_file(config: HardwareConfig, name: str) -> Path:
 def verilog_project(config: HardwareConfig, out_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> verilog.RtlProject:
     """The configuration's Verilog project in `out_dir`, generated once per (model, clock) and
     copied from the cache otherwise."""
+    if config.input_precision is not None:
+        # an input_precision other than the model's is refused on a cache hit too
+        from firmware.graph import check_input_precision, model_graph
+
+        check_input_precision(model_graph(verilog.load_quantized_model(config.model)), config.input_precision)
     key = content_key(verilog.__name__, "rtl-verilog", _model_file(config, "model.h5"), config.clock_period_ns)
     cached = Path(cache_dir) / "verilog" / key
     if not (cached / verilog.PROJECT_FILE).is_file():

@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from firmware.graph import refusal
+from firmware.fixedpoint import Precision
+from firmware.graph import LayerRecord, ModelGraph, check_input_precision, model_graph, quantizer_precision, refusal
+from firmware.thirdparty import da4ml_variables, solve_constant_matrix
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -45,95 +47,38 @@ MAX_SHIFT_SEARCH = 40
 
 
 # ---------------------------------------------------------------------------------------------
-# Data types
-
-
-@dataclass(frozen=True)
-class FixedFormat:
-    """A fixed-point word: `width` bits, `integer` of them left of the point (the sign bit
-    included when `signed`, as in ap_fixed), so value = code * 2**(integer - width)."""
-
-    width: int
-    integer: int
-    signed: bool
-
-    @property
-    def fraction(self) -> int:
-        return self.width - self.integer
-
-    @property
-    def lsb(self) -> float:
-        return 2.0 ** -self.fraction
-
-    def code_range(self) -> tuple[int, int]:
-        if self.signed:
-            return -(2 ** (self.width - 1)), 2 ** (self.width - 1) - 1
-        return 0, 2**self.width - 1
-
-    def __str__(self) -> str:
-        return f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}>"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_kif(cls, k: int | bool, i: int, f: int) -> "FixedFormat":
-        return cls(int(k) + int(i) + int(f), int(k) + int(i), bool(k))
-
-
-# ---------------------------------------------------------------------------------------------
 # Quantizers: every supported one is "round half to even to `frac` bits, then clip the codes"
 
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """Round half to even to `frac` fraction bits (None: keep the grid), then clip the integer
-    codes to [low, high] (None: unbounded side)."""
+    """Round half to even to `frac` fraction bits, then clip the integer codes to [low, high]."""
 
-    frac: int | None
-    low: int | None
-    high: int | None
+    frac: int
+    low: int
+    high: int
     description: str
 
-    def output_format(self) -> FixedFormat | None:
-        if self.frac is None or self.low is None or self.high is None:
-            return None
+    @classmethod
+    def of(cls, precision: Precision, description: str) -> "QuantSpec":
+        """The rounding and clipping of a quantizer whose exact output type is `precision`."""
+        low, high = precision.code_range()
+        return cls(precision.fraction, low, high, description)
+
+    def output_format(self) -> Precision:
+        """The smallest word that holds every code of the spec."""
         signed = self.low < 0
         magnitude = max(-self.low, self.high + 1)
         bits = max(1, math.ceil(math.log2(magnitude))) + int(signed)
-        return FixedFormat(bits, bits - self.frac, signed)
+        return Precision(bits, bits - self.frac, signed)
 
 
 def quantizer_spec(quantizer: Any, where: str) -> QuantSpec | None:
-    """The exact rounding and clipping of a QKeras quantizer or Keras activation (None: identity).
-
-    The grid and range are the ones the HLS flow uses (`firmware.graph.quantizer_precision`), so
-    both implementations refuse and accept the same quantizers; plain relu and linear are the
-    activations without a grid that the replay also accepts."""
+    """The exact rounding and clipping of a QKeras quantizer (None: no quantizer), on the grid and
+    range of its exact type (`firmware.graph.quantizer_precision`, which refuses the inexact ones)."""
     if quantizer is None:
         return None
-    if isinstance(quantizer, str):
-        from qkeras import get_quantizer
-
-        quantizer = get_quantizer(quantizer)
-    name = getattr(quantizer, "__name__", None) or type(quantizer).__name__
-    if name == "linear":
-        return None
-    if name == "relu" and callable(quantizer) and not hasattr(quantizer, "get_config"):
-        return QuantSpec(None, 0, None, "relu")
-    config = quantizer.get_config() if hasattr(quantizer, "get_config") else {}
-    if name == "quantized_bits" and int(config.get("bits", 2)) - int(bool(config.get("keep_negative", True))) <= 0:
-        raise refusal(where, f"{quantizer} is a sign (binary) quantizer")
-    if name == "quantized_tanh":
-        from qkeras import quantizers as qk
-
-        if not config.get("use_real_tanh") and qk._sigmoid is not qk.hard_sigmoid:
-            raise refusal(where, "quantized_tanh with QKeras' internal sigmoid other than 'hard'")
-    from firmware.graph import quantizer_precision
-
-    precision = quantizer_precision(quantizer, where)
-    low, high = precision.code_range()
-    return QuantSpec(precision.fraction, low, high, str(quantizer))
+    return QuantSpec.of(quantizer_precision(quantizer, where), str(quantizer))
 
 
 def round_half_even_shift(codes: np.ndarray, shift: int) -> np.ndarray:
@@ -151,19 +96,13 @@ def round_half_even_shift(codes: np.ndarray, shift: int) -> np.ndarray:
 
 def quantize_float(values: np.ndarray, spec: QuantSpec) -> np.ndarray:
     """A QKeras quantizer applied to float values, as integer codes at spec.frac bits."""
-    if spec.frac is None:
-        raise PipelineError(f"{spec.description} has no fixed grid for float inputs")
     scaled = np.asarray(values, dtype=np.float64) * 2.0**spec.frac
     codes = np.rint(scaled).astype(np.int64)  # rint rounds half to even, like tf.round
     return _clip(codes, spec.low, spec.high)
 
 
-def _clip(codes: np.ndarray, low: int | None, high: int | None) -> np.ndarray:
-    if low is not None:
-        codes = np.maximum(codes, low)
-    if high is not None:
-        codes = np.minimum(codes, high)
-    return codes
+def _clip(codes: np.ndarray, low: int, high: int) -> np.ndarray:
+    return np.minimum(np.maximum(codes, low), high)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,11 +263,9 @@ class Node:
 class InputNode(Node):
     quant: QuantSpec = None  # type: ignore[assignment]
 
-    def input_format(self) -> FixedFormat:
-        fmt = self.quant.output_format()
-        if fmt is None:
-            raise PipelineError(f"layer {self.name}: the input quantizer must bound the input on a grid")
-        return fmt
+    def input_format(self) -> Precision:
+        """The word of the input codes (the input quantizer's grid)."""
+        return self.quant.output_format()
 
     def numpy(self, *xs: IntTensor) -> IntTensor:
         raise PipelineError("the input node takes float events, use replay_numpy")
@@ -377,7 +314,7 @@ class MatmulNode(Node):
         from da4ml.trace import FixedVariableArray
 
         (x,) = xs
-        flat = x._vars.ravel()
+        flat = da4ml_variables(x).ravel()
         rows = flat[None, :] if self.index is None else flat[self.index]
         weights = self.matrix.astype(np.float64) * 2.0**-self.matrix_frac
         out = _constant_matmul(rows, weights, ctx)
@@ -395,10 +332,6 @@ class MatmulNode(Node):
 def _constant_matmul(rows: np.ndarray, weights: np.ndarray, ctx: TraceContext) -> np.ndarray:
     """rows (P, K) of variables times a constant (K, O) matrix: da4ml's constant-matrix optimiser
     runs once per distinct row signature (value ranges and arrival times) and is reused."""
-    from da4ml.cmvm.api import solve
-    from da4ml.cmvm.types import QInterval
-    from numba.typed import List as NumbaList
-
     kernel = np.ascontiguousarray(weights.astype(np.float32))
     if not np.array_equal(kernel.astype(np.float64), weights):
         raise PipelineError("a weight is not exactly representable for the constant-matrix optimiser")
@@ -408,11 +341,7 @@ def _constant_matmul(rows: np.ndarray, weights: np.ndarray, ctx: TraceContext) -
         key = tuple((v.low, v.high, v.step, v.latency) for v in row)
         sol = solutions.get(key)
         if sol is None:
-            qints = NumbaList([QInterval(float(v.low), float(v.high), float(v.step)) for v in row])
-            lats = NumbaList([float(v.latency) for v in row])
-            sol = solve(kernel, method0="wmc", method1="auto", hard_dc=ctx.hard_dc, decompose_dc=-2,
-                        qintervals=qints, latencies=lats, adder_size=ctx.hwconf.adder_size,
-                        carry_size=ctx.hwconf.carry_size, search_all_decompose_dc=True)
+            sol = solve_constant_matrix(kernel, row, ctx.hard_dc, ctx.hwconf.adder_size, ctx.hwconf.carry_size)
             solutions[key] = sol
         out[p] = sol(row)
     return out
@@ -424,8 +353,6 @@ class QuantNode(Node):
 
     def numpy(self, *xs: IntTensor) -> IntTensor:
         (x,) = xs
-        if self.quant.frac is None:
-            return IntTensor(_clip(x.codes, self.quant.low, self.quant.high), x.frac)
         codes = round_half_even_shift(x.codes, x.frac - self.quant.frac)
         return IntTensor(_clip(codes, self.quant.low, self.quant.high), self.quant.frac)
 
@@ -433,13 +360,12 @@ class QuantNode(Node):
         from da4ml.trace import FixedVariableArray
 
         (x,) = xs
-        out = np.array([trace_quantize(v, self.quant) for v in x._vars.ravel()], dtype=object)
+        out = np.array([trace_quantize(v, self.quant) for v in da4ml_variables(x).ravel()], dtype=object)
         return FixedVariableArray(out.reshape(self.out_shape))
 
     def describe(self) -> dict[str, Any]:
-        fmt = self.quant.output_format()
         return {**super().describe(), "quantizer": self.quant.description,
-                "format": str(fmt) if fmt else None, "rounding": "half to even"}
+                "format": str(self.quant.output_format()), "rounding": "half to even"}
 
 
 @dataclass
@@ -463,8 +389,6 @@ class PoolNode(Node):
         if self.quant is None:
             shift = self.count.bit_length() - 1
             return IntTensor(sums.reshape(n, *self.out_shape), x.frac + shift)
-        if self.quant.frac is None:
-            raise refusal(self.name, "average pooling followed by a quantizer without a grid")
         codes = pool_round_reference(sums, self.count, x.frac, self.quant.frac)
         codes = _clip(codes, self.quant.low, self.quant.high)
         return IntTensor(codes.reshape(n, *self.out_shape), self.quant.frac)
@@ -473,7 +397,7 @@ class PoolNode(Node):
         from da4ml.trace import FixedVariableArray
 
         (x,) = xs
-        flat = x._vars.ravel()
+        flat = da4ml_variables(x).ravel()
         out = []
         for window in self.index:
             total = _adder_tree([flat[i] for i in window])
@@ -485,7 +409,7 @@ class PoolNode(Node):
 
     def _divide(self, ctx: TraceContext, total: Any) -> Any:
         quant = self.quant
-        assert quant is not None and quant.frac is not None
+        assert quant is not None
         step = Fraction(str(total.step))
         g = -int(math.log2(step))
         if Fraction(2) ** -g != step:
@@ -536,7 +460,7 @@ class ConcatNode(Node):
     def trace(self, ctx: TraceContext, *xs: Any) -> Any:
         from da4ml.trace import FixedVariableArray
 
-        return FixedVariableArray(np.concatenate([x._vars for x in xs], axis=self.axis))
+        return FixedVariableArray(np.concatenate([da4ml_variables(x) for x in xs], axis=self.axis))
 
 
 def _adder_tree(values: list[Any]) -> Any:
@@ -566,19 +490,13 @@ def trace_round_half_even(v: Any, frac: int) -> Any:
 
 
 def _trace_clip(v: Any, quant: QuantSpec) -> Any:
-    scale = 2.0 ** -(quant.frac or 0)
-    if quant.low is not None:
-        v = v.max_of(quant.low * scale)
-    if quant.high is not None:
-        v = v.min_of(quant.high * scale)
-    return v
+    scale = 2.0 ** -quant.frac
+    return v.max_of(quant.low * scale).min_of(quant.high * scale)
 
 
 def trace_quantize(v: Any, quant: QuantSpec) -> Any:
     """A QKeras quantizer on one da4ml variable: round half to even, then clip."""
-    if quant.frac is not None:
-        v = trace_round_half_even(v, quant.frac)
-    return _trace_clip(v, quant)
+    return _trace_clip(trace_round_half_even(v, quant.frac), quant)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,13 +539,6 @@ def _handles(*class_names: str) -> Callable:
     return register
 
 
-def _shape(layer, attr: str = "output_shape") -> tuple[int, ...]:
-    shape = getattr(layer, attr)
-    if isinstance(shape, list):
-        raise refusal(layer.name, "multiple inputs or outputs per layer are not supported here")
-    return tuple(int(d) for d in shape[1:])
-
-
 def _patch_index(in_shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...],
                  per_channel: bool) -> tuple[np.ndarray, tuple[int, ...]]:
     """Flat input indices of each valid-padding window: (positions, prod(window) * channels) in
@@ -648,77 +559,45 @@ def _patch_index(in_shape: tuple[int, ...], window: tuple[int, ...], strides: tu
     return np.asarray(rows, dtype=np.int64), out_spatial
 
 
-def _weight_codes(layer, weight: np.ndarray, quantizer: Any, what: str) -> tuple[np.ndarray, int]:
-    """Integer codes and fraction bits of a quantized weight tensor (QKeras' quantizer, exactly)."""
-    if quantizer is None:
-        raise refusal(layer.name, f"{what} has no quantizer (float weights)")
-    spec = quantizer_spec(quantizer, f"{layer.name} ({what})")
-    if spec is None or spec.frac is None:
-        raise refusal(layer.name, f"{what} quantizer {quantizer} has no fixed-point grid")
-    codes = quantize_float(weight, spec)
-    if not np.array_equal(codes * 2.0**-spec.frac, weight.astype(np.float64)):
-        log.debug("layer %s: %s not stored on its grid; using the quantized values", layer.name, what)
-    return codes, spec.frac
+def _ints(values: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.ravel(values))
 
 
-def _check_conv(layer, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if getattr(layer, "padding", "valid") != "valid":
-        raise refusal(layer.name, f"padding {layer.padding!r} (only 'valid' is supported)")
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise refusal(layer.name, "data_format channels_first")
-    dilation = tuple(getattr(layer, "dilation_rate", (1,) * rank))
-    if any(d != 1 for d in dilation):
-        raise refusal(layer.name, f"dilation {dilation}")
-    if getattr(layer, "groups", 1) != 1:
-        raise refusal(layer.name, "grouped convolution")
-    return tuple(layer.kernel_size), tuple(layer.strides)
-
-
-def _activation_nodes(layer, name: str, shape: tuple[int, ...]) -> tuple[str, list[Node]]:
-    """A layer's own activation as a node (or nothing when linear); returns the matmul's name."""
-    spec = quantizer_spec(getattr(layer, "activation", None), layer.name)
-    if spec is None:
-        return name, []
-    return f"{name}:linear", [QuantNode(name, (f"{name}:linear",), shape, quant=spec)]
+def _activation_spec(record: LayerRecord) -> QuantSpec:
+    """The rounding and clipping of a QActivation, on its exact output type."""
+    assert record.output is not None
+    layer = record.keras
+    quantizer = layer.quantizer if getattr(layer, "quantizer", None) is not None else layer.activation
+    return QuantSpec.of(record.output, str(quantizer))
 
 
 @_handles("QDense")
-def _dense(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
-    if len(in_shape) != 1:
-        raise refusal(layer.name, f"dense layer on a {len(in_shape)}-D input (flatten it first)")
-    out_shape = _shape(layer)
-    kernel, kf = _weight_codes(layer, layer.kernel.numpy(), layer.kernel_quantizer_internal, "kernel")
-    bias, bf = (None, 0)
-    if layer.use_bias:
-        bias, bf = _weight_codes(layer, layer.bias.numpy(), layer.bias_quantizer_internal, "bias")
-    name, act = _activation_nodes(layer, layer.name, out_shape)
-    return [MatmulNode(name, (inp,), out_shape, index=None, matrix=kernel, matrix_frac=kf,
-                       bias=bias, bias_frac=bf), *act]
+def _dense(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...], in_shape: tuple[int, ...]) -> list[Node]:
+    kernel, kf = record.weight_codes("kernel")
+    bias, bf = record.weight_codes("bias")
+    return [MatmulNode(record.name, inputs, record.shape, index=None, matrix=kernel, matrix_frac=kf,
+                       bias=bias, bias_frac=bf)]
 
 
 @_handles("QConv1D", "QConv2D")
-def _conv(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
-    rank = len(in_shape) - 1
-    window, strides = _check_conv(layer, rank)
-    kernel, kf = _weight_codes(layer, layer.kernel.numpy(), layer.kernel_quantizer_internal, "kernel")
-    bias, bf = (None, 0)
-    if layer.use_bias:
-        bias, bf = _weight_codes(layer, layer.bias.numpy(), layer.bias_quantizer_internal, "bias")
-    index, _ = _patch_index(in_shape, window, strides, per_channel=False)
-    out_shape = _shape(layer)
-    name, act = _activation_nodes(layer, layer.name, out_shape)
-    return [MatmulNode(name, (inp,), out_shape, index=index, matrix=kernel.reshape(-1, kernel.shape[-1]),
-                       matrix_frac=kf, bias=bias, bias_frac=bf), *act]
+def _conv(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...], in_shape: tuple[int, ...]) -> list[Node]:
+    layer = record.keras
+    kernel, kf = record.weight_codes("kernel")
+    bias, bf = record.weight_codes("bias")
+    index, _ = _patch_index(in_shape, _ints(layer.kernel_size), _ints(layer.strides), per_channel=False)
+    return [MatmulNode(record.name, inputs, record.shape, index=index, matrix=kernel.reshape(-1, kernel.shape[-1]),
+                       matrix_frac=kf, bias=bias, bias_frac=bf)]
 
 
-@_handles("QSeparableConv1D", "QSeparableConv2D", "QDepthwiseConv2D")
-def _separable(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
-    rank = len(in_shape) - 1
-    window, strides = _check_conv(layer, rank)
+@_handles("QSeparableConv2D")
+def _separable(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...],
+               in_shape: tuple[int, ...]) -> list[Node]:
+    layer = record.keras
+    window = _ints(layer.kernel_size)
     channels = in_shape[-1]
-    separable = type(layer).__name__.startswith("QSeparable")
-    quantizers = layer.get_quantizers()
-    dw, dwf = _weight_codes(layer, layer.depthwise_kernel.numpy(), quantizers[0], "depthwise kernel")
+    dw, dwf = record.weight_codes("depthwise")
+    pw, pwf = record.weight_codes("pointwise")
+    bias, bf = record.weight_codes("bias")
     mult = dw.shape[-1]
     # (window..., channels, mult) -> block-diagonal (window*channels, channels*mult): TF orders the
     # depthwise output channels as c * mult + m.
@@ -727,152 +606,71 @@ def _separable(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
     block = np.zeros((k * channels, channels * mult), dtype=np.int64)
     for c in range(channels):
         block[c::channels, c * mult:(c + 1) * mult] = dw_flat[:, c, :]
-    index, out_spatial = _patch_index(in_shape, window, strides, per_channel=False)
-    dw_shape = (*out_spatial, channels * mult)
-    bias, bf = (None, 0)
-    if layer.use_bias:
-        bias_q = quantizers[2] if separable else quantizers[1]
-        bias, bf = _weight_codes(layer, layer.bias.numpy(), bias_q, "bias")
-    out_shape = _shape(layer)
-    name, act = _activation_nodes(layer, layer.name, out_shape)
-    if not separable:
-        return [MatmulNode(name, (inp,), out_shape, index=index, matrix=block, matrix_frac=dwf,
-                           bias=bias, bias_frac=bf), *act]
-    pw, pwf = _weight_codes(layer, layer.pointwise_kernel.numpy(), quantizers[1], "pointwise kernel")
-    depthwise = f"{layer.name}:depthwise"
+    index, out_spatial = _patch_index(in_shape, window, _ints(layer.strides), per_channel=False)
+    depthwise = f"{record.name}:depthwise"
     positions = int(np.prod(out_spatial))
     pw_index = np.arange(positions * channels * mult).reshape(positions, channels * mult)
     return [
-        MatmulNode(depthwise, (inp,), dw_shape, index=index, matrix=block, matrix_frac=dwf),
-        MatmulNode(name, (depthwise,), out_shape, index=pw_index, matrix=pw.reshape(-1, pw.shape[-1]),
+        MatmulNode(depthwise, inputs, (*out_spatial, channels * mult), index=index, matrix=block, matrix_frac=dwf),
+        MatmulNode(record.name, (depthwise,), record.shape, index=pw_index, matrix=pw.reshape(-1, pw.shape[-1]),
                    matrix_frac=pwf, bias=bias, bias_frac=bf),
-        *act,
     ]
 
 
-@_handles("QActivation", "Activation")
-def _activation(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
-    quantizer = getattr(layer, "quantizer", None) or getattr(layer, "activation", None)
-    spec = quantizer_spec(quantizer, layer.name)
-    if spec is None:
-        return [ReshapeNode(layer.name, (inp,), in_shape)]
-    return [QuantNode(layer.name, (inp,), in_shape, quant=spec)]
+@_handles("QActivation")
+def _activation(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...],
+                in_shape: tuple[int, ...]) -> list[Node]:
+    return [QuantNode(record.name, inputs, in_shape, quant=_activation_spec(record))]
 
 
 @_handles("AveragePooling1D", "AveragePooling2D")
-def _average_pool(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
-    rank = len(in_shape) - 1
-    if layer.padding != "valid":
-        raise refusal(layer.name, f"padding {layer.padding!r} (only 'valid')")
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise refusal(layer.name, "data_format channels_first")
-    window = tuple(layer.pool_size) if rank > 1 else (int(np.ravel(layer.pool_size)[0]),)
-    strides = tuple(layer.strides) if rank > 1 else (int(np.ravel(layer.strides)[0]),)
-    index, _ = _patch_index(in_shape, window, strides, per_channel=True)
-    # The quantizer that follows (if any) is attached by `extract_graph`.
-    return [PoolNode(layer.name, (inp,), _shape(layer), index=index, count=int(np.prod(window)),
-                     pool_layer=layer.name)]
+def _average_pool(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...],
+                  in_shape: tuple[int, ...]) -> list[Node]:
+    """The mean, fused with the QActivation that alone follows it (its rounding decides the
+    division; the node takes that layer's name); alone, only over a power of two (exact)."""
+    window = _ints(record.keras.pool_size)
+    index, _ = _patch_index(in_shape, window, _ints(record.keras.strides), per_channel=True)
+    node = PoolNode(record.name, inputs, record.shape, index=index, count=int(np.prod(window)),
+                    pool_layer=record.name)
+    if record.rounded_by is not None:
+        node.quant = _activation_spec(graph[record.rounded_by])
+        node.name = record.rounded_by
+    return [node]
 
 
-@_handles("Flatten", "Reshape")
-def _reshape(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
-    return [ReshapeNode(layer.name, (inp,), _shape(layer))]
+@_handles("Flatten", "Reshape", "Dropout")
+def _reshape(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...], in_shape: tuple[int, ...]) -> list[Node]:
+    return [ReshapeNode(record.name, inputs, record.shape)]
 
 
-@_handles("Dropout")
-def _identity(layer, inp: str, in_shape: tuple[int, ...]) -> list[Node]:
-    return [ReshapeNode(layer.name, (inp,), in_shape)]
+@_handles("Concatenate")
+def _concatenate(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...],
+                 in_shape: tuple[int, ...]) -> list[Node]:
+    axis = int(record.keras.axis)
+    return [ConcatNode(record.name, inputs, record.shape, axis=axis - 1 if axis > 0 else axis)]  # per-event axis
 
 
-def _concatenate(layer, inputs: tuple[str, ...], rank: int) -> list[Node]:
-    axis = int(layer.axis)
-    axis = axis - 1 if axis > 0 else axis  # per-event axis
-    if axis < -rank or axis >= rank:
-        raise refusal(layer.name, f"concatenation axis {layer.axis}")
-    return [ConcatNode(layer.name, inputs, _shape(layer), axis=axis)]
-
-
-def extract_graph(model) -> ReplayGraph:
-    """The replay graph of a QKeras model; an unsupported layer or quantizer raises PipelineError
-    naming the layer and the reason."""
-    config = model.get_config()
-    layers = {layer.name: layer for layer in model.layers}
-    if len(config.get("input_layers", [])) != 1 or len(config.get("output_layers", [])) != 1:
-        raise PipelineError(f"model {model.name}: the RTL flow needs exactly one input and one output")
-    inbound: dict[str, list[str]] = {}
-    for entry in config["layers"]:
-        nodes = entry.get("inbound_nodes", [])
-        if len(nodes) > 1:
-            raise refusal(entry["name"], "a layer called more than once (shared layer)")
-        inbound[entry["name"]] = [item[0] for item in nodes[0]] if nodes else []
-    consumers: dict[str, list[str]] = {name: [] for name in inbound}
-    for name, sources in inbound.items():
-        for src in sources:
-            consumers[src].append(name)
-    input_name = config["input_layers"][0][0]
-    output_name = config["output_layers"][0][0]
-
-    first = consumers[input_name]
-    if len(first) != 1 or type(layers[first[0]]).__name__ != "QActivation":
-        raise PipelineError(
-            f"model {model.name}: its input {input_name!r} must feed exactly one QActivation "
-            "(the input quantizer that defines the hardware input)")
-    quant_layer = layers[first[0]]
-    spec = quantizer_spec(quant_layer.quantizer, quant_layer.name)
-    if spec is None or spec.output_format() is None:
-        raise refusal(quant_layer.name, "the input quantizer must put the input on a bounded grid")
-    in_shape = tuple(int(d) for d in model.input_shape[1:])
-    nodes: list[Node] = [InputNode(quant_layer.name, (), in_shape, quant=spec)]
-    # map Keras layer name -> replay node name producing its output
-    produced: dict[str, str] = {input_name: quant_layer.name, quant_layer.name: quant_layer.name}
-    shapes: dict[str, tuple[int, ...]] = {quant_layer.name: in_shape}
-    fused: set[str] = set()
-
-    for entry in config["layers"]:
-        name = entry["name"]
-        if name in produced or name in fused:
+def extract_graph(model, input_precision: Precision | None = None) -> ReplayGraph:
+    """The replay graph of a QKeras model, from its checked graph (firmware.graph), which refuses
+    what cannot be exact; a configured `input_precision` must be the input quantizer's type."""
+    graph = model_graph(model)
+    check_input_precision(graph, input_precision)
+    quantizer = graph[graph.input_quantizer]
+    nodes: list[Node] = [InputNode(quantizer.name, (), graph.input.shape, quant=_activation_spec(quantizer))]
+    # Keras layer name -> the replay node that produces its output
+    produced: dict[str, str] = {graph.input.name: quantizer.name, quantizer.name: quantizer.name}
+    shapes: dict[str, tuple[int, ...]] = {quantizer.name: graph.input.shape}
+    for record in graph:
+        if record.name in produced:
             continue
-        layer = layers[name]
-        sources = [produced[s] for s in inbound[name]]
-        cls = type(layer).__name__
-        if cls == "Concatenate":
-            new = _concatenate(layer, tuple(sources), len(shapes[sources[0]]))
-        else:
-            handler = _HANDLERS.get(cls)
-            if handler is None:
-                supported = ", ".join(sorted(_HANDLERS) + ["Concatenate"])
-                raise refusal(name, f"layer type {cls} is not supported (supported: {supported})")
-            if len(sources) != 1:
-                raise refusal(name, f"{cls} with {len(sources)} inputs")
-            new = handler(layer, sources[0], shapes[sources[0]])
-        for node in new:
-            if isinstance(node, PoolNode):
-                _fuse_pool_quantizer(node, layer, layers, consumers, fused)
+        inputs = tuple(produced[name] for name in record.inbound)
+        new = _HANDLERS[record.kind](record, graph, inputs, shapes[inputs[0]])
         nodes.extend(new)
-        produced[name] = new[-1].name
-        for node in new:
-            shapes[node.name] = node.out_shape
-        for f in fused:
-            produced.setdefault(f, new[-1].name)
-    if output_name not in produced:
-        raise PipelineError(f"model {model.name}: output layer {output_name} not reached")
-    return ReplayGraph(model.name, nodes, produced[output_name])
-
-
-def _fuse_pool_quantizer(node: PoolNode, layer, layers: dict, consumers: dict[str, list[str]],
-                         fused: set[str]) -> None:
-    following = consumers[layer.name]
-    nxt = layers[following[0]] if len(following) == 1 else None
-    if nxt is not None and type(nxt).__name__ in ("QActivation", "Activation"):
-        spec = quantizer_spec(getattr(nxt, "quantizer", None) or getattr(nxt, "activation", None), nxt.name)
-        if spec is not None and spec.frac is not None:
-            node.quant = spec
-            node.name = nxt.name
-            fused.add(nxt.name)
-            return
-    if node.count & (node.count - 1):
-        raise refusal(layer.name, f"average pooling over {node.count} values (not a power of two) must be "
-                                  "followed by a quantizer (QActivation) alone, which decides the rounding")
+        shapes.update((node.name, node.out_shape) for node in new)
+        produced[record.name] = new[-1].name
+        if record.rounded_by is not None:
+            produced[record.rounded_by] = new[-1].name
+    return ReplayGraph(graph.name, nodes, produced[graph.output])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = paths.CACHE / "verilator"
 HARNESS = "harness.cpp"
+HARNESS_TEMPLATE = Path(__file__).with_name("templates") / HARNESS
 EXECUTABLE = "rtlsim"
 # The verilated model is tens of MB of straight-line C++: unoptimised it compiles several times
 # faster and still simulates 100k events in well under a minute. The packaged verilated.mk leaves
@@ -97,7 +98,8 @@ def _words(bits: int) -> int:
 
 
 def harness_source(project: RtlProject) -> str:
-    """C++ main for the verilated top: input codes (int32) in, raw output codes (uint64) out."""
+    """C++ main for the verilated top (templates/harness.cpp): input codes (int32) in, raw output
+    codes (uint64) out, one event per clock cycle."""
     n_in, n_out = len(project.inputs), len(project.outputs)
     in_bw, out_bw = project.inputs[0].width, project.outputs[0].width
     if any(f.width != in_bw for f in project.inputs) or any(f.width != out_bw for f in project.outputs):
@@ -105,117 +107,53 @@ def harness_source(project: RtlProject) -> str:
     if in_bw > 32 or out_bw > 64:
         raise PipelineError(f"{project.path}: input words over 32 bits or output words over 64 bits are not supported")
     in_bits, out_bits = n_in * in_bw, n_out * out_bw
-    top = project.top
-
-    def to_port(port: str, bits: int, buf: str) -> str:
-        if bits > 64:
-            return f"std::memcpy(dut->{port}.data(), {buf}, sizeof(uint32_t) * {_words(bits)});"
-        if bits > 32:
-            return f"dut->{port} = (uint64_t){buf}[0] | ((uint64_t){buf}[1] << 32);"
-        return f"dut->{port} = {buf}[0];"
-
-    def from_port(port: str, bits: int, buf: str) -> str:
-        if bits > 64:
-            return f"std::memcpy({buf}, dut->{port}.data(), sizeof(uint32_t) * {_words(bits)});"
-        if bits > 32:
-            return f"{buf}[0] = (uint32_t)dut->{port}; {buf}[1] = (uint32_t)((uint64_t)dut->{port} >> 32);"
-        return f"{buf}[0] = (uint32_t)dut->{port};"
-
-    clocked = project.latency_cycles > 0
-    step = (f"""
+    if project.clocked:
+        step = f"""
         dut->clk = 1;
         dut->eval();
         if (t + 1 >= LATENCY) {{
-            {from_port('model_out', out_bits, 'outw.data()')}
+            {_from_port('model_out', out_bits, 'outw.data()')}
             unpack(outw.data(), &out[(t + 1 - LATENCY) * N_OUT]);
         }}
         dut->clk = 0;
-        dut->eval();""" if clocked else f"""
+        dut->eval();"""
+    else:
+        step = f"""
         dut->eval();
-        {from_port('model_out', out_bits, 'outw.data()')}
-        unpack(outw.data(), &out[t * N_OUT]);""")
-    loop_end = "n + LATENCY - 1" if clocked else "n"
-    init = "dut->clk = 0;\n    dut->eval();" if clocked else ""
-    return f"""// Batch harness for {top}: generated, do not edit.
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <memory>
-#include <vector>
-#include "verilated.h"
-#include "V{top}.h"
+        {_from_port('model_out', out_bits, 'outw.data()')}
+        unpack(outw.data(), &out[t * N_OUT]);"""
+    values = {
+        "TOP": project.top,
+        "N_IN": n_in, "N_OUT": n_out, "IN_BW": in_bw, "OUT_BW": out_bw,
+        "IN_WORDS": _words(in_bits) + 1, "OUT_WORDS": _words(out_bits) + 2,
+        "LATENCY": project.latency_cycles,
+        "INIT": "dut->clk = 0;\n    dut->eval();" if project.clocked else "",
+        "LOOP_END": "n + LATENCY - 1" if project.clocked else "n",
+        "TO_PORT": _to_port("model_inp", in_bits, "inw.data()"),
+        "STEP": step,
+    }
+    text = HARNESS_TEMPLATE.read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
 
-static const size_t N_IN = {n_in}, N_OUT = {n_out};
-static const size_t IN_BW = {in_bw}, OUT_BW = {out_bw};
-static const size_t IN_WORDS = {_words(in_bits) + 1}, OUT_WORDS = {_words(out_bits) + 2};
-static const size_t LATENCY = {project.latency_cycles};
 
-// element i of the input at bits [i*IN_BW, (i+1)*IN_BW)
-static void pack(const int32_t* codes, uint32_t* words) {{
-    std::memset(words, 0, sizeof(uint32_t) * IN_WORDS);
-    const uint64_t mask = (IN_BW == 64) ? ~0ull : ((1ull << IN_BW) - 1);
-    for (size_t i = 0; i < N_IN; ++i) {{
-        uint64_t v = (uint64_t)(uint32_t)codes[i] & mask;
-        size_t bit = i * IN_BW, w = bit >> 5, off = bit & 31;
-        words[w] |= (uint32_t)(v << off);
-        if (off + IN_BW > 32) words[w + 1] |= (uint32_t)(v >> (32 - off));
-    }}
-}}
+def _to_port(port: str, bits: int, buf: str) -> str:
+    """C++ that copies the 32-bit words at `buf` to a port of `bits` bits."""
+    if bits > 64:
+        return f"std::memcpy(dut->{port}.data(), {buf}, sizeof(uint32_t) * {_words(bits)});"
+    if bits > 32:
+        return f"dut->{port} = (uint64_t){buf}[0] | ((uint64_t){buf}[1] << 32);"
+    return f"dut->{port} = {buf}[0];"
 
-static void unpack(const uint32_t* words, uint64_t* out) {{
-    for (size_t j = 0; j < N_OUT; ++j) {{
-        size_t bit = j * OUT_BW, w = bit >> 5, off = bit & 31;
-        unsigned __int128 v = (unsigned __int128)words[w] | ((unsigned __int128)words[w + 1] << 32)
-                            | ((unsigned __int128)words[w + 2] << 64);
-        v >>= off;
-        out[j] = (uint64_t)v & ((OUT_BW == 64) ? ~0ull : ((1ull << OUT_BW) - 1));
-    }}
-}}
 
-int main(int argc, char** argv) {{
-    if (argc != 3) {{
-        std::fprintf(stderr, "usage: %s inputs.bin outputs.bin\\n", argv[0]);
-        return 2;
-    }}
-    FILE* fin = std::fopen(argv[1], "rb");
-    if (!fin) {{ std::fprintf(stderr, "cannot open %s\\n", argv[1]); return 2; }}
-    std::fseek(fin, 0, SEEK_END);
-    long size = std::ftell(fin);
-    std::fseek(fin, 0, SEEK_SET);
-    if (size < 0 || size % (long)(sizeof(int32_t) * N_IN) != 0) {{
-        std::fprintf(stderr, "%s: size %ld is not a multiple of one event\\n", argv[1], size);
-        return 2;
-    }}
-    size_t n = (size_t)size / (sizeof(int32_t) * N_IN);
-    std::vector<int32_t> in(n * N_IN + 1);
-    if (n && std::fread(in.data(), sizeof(int32_t), n * N_IN, fin) != n * N_IN) {{
-        std::fprintf(stderr, "short read on %s\\n", argv[1]);
-        return 2;
-    }}
-    std::fclose(fin);
-
-    auto ctx = std::make_unique<VerilatedContext>();
-    auto dut = std::make_unique<V{top}>(ctx.get());
-    std::vector<uint32_t> inw(IN_WORDS), outw(OUT_WORDS);
-    std::vector<uint64_t> out(n * N_OUT + 1);
-    {init}
-    for (size_t t = 0; t < {loop_end}; ++t) {{
-        if (t < n) {{
-            pack(&in[t * N_IN], inw.data());
-            {to_port('model_inp', in_bits, 'inw.data()')}
-        }}{step}
-    }}
-    dut->final();
-
-    FILE* fout = std::fopen(argv[2], "wb");
-    if (!fout || (n && std::fwrite(out.data(), sizeof(uint64_t), n * N_OUT, fout) != n * N_OUT)) {{
-        std::fprintf(stderr, "cannot write %s\\n", argv[2]);
-        return 2;
-    }}
-    std::fclose(fout);
-    return 0;
-}}
-"""
+def _from_port(port: str, bits: int, buf: str) -> str:
+    """C++ that copies a port of `bits` bits to the 32-bit words at `buf`."""
+    if bits > 64:
+        return f"std::memcpy({buf}, dut->{port}.data(), sizeof(uint32_t) * {_words(bits)});"
+    if bits > 32:
+        return f"{buf}[0] = (uint32_t)dut->{port}; {buf}[1] = (uint32_t)((uint64_t)dut->{port} >> 32);"
+    return f"{buf}[0] = (uint32_t)dut->{port};"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,8 +237,7 @@ def decode_outputs(project: RtlProject, raw: np.ndarray) -> np.ndarray:
 
 def output_precision(project: RtlProject) -> Precision:
     """The output port's word as a fixed-point type (for comparing codes)."""
-    fmt = project.outputs[0]
-    return Precision(fmt.width, fmt.integer, fmt.signed)
+    return project.outputs[0]
 
 
 def simulate(sim: Simulator, graph: Any, events: np.ndarray) -> np.ndarray:

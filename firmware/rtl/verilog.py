@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from firmware.rtl.replay import HARD_DC, FixedFormat, ReplayGraph, comb_logic, extract_graph, trace_graph
+from firmware.fixedpoint import Precision
+from firmware.rtl.replay import HARD_DC, ReplayGraph, comb_logic, extract_graph, trace_graph
+from firmware.thirdparty import emit_verilog, port_word_kif, uses_lookup_tables, verilog_library
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
 
@@ -45,8 +47,8 @@ class RtlProject:
     top: str
     core: str
     verilog: tuple[Path, ...]
-    inputs: tuple[FixedFormat, ...]
-    outputs: tuple[FixedFormat, ...]
+    inputs: tuple[Precision, ...]
+    outputs: tuple[Precision, ...]
     latency_cycles: int
     stages: int
     clock_period_ns: float
@@ -103,21 +105,23 @@ class RtlProject:
             raise PipelineError(f"{file}: malformed project file ({err})") from err
 
 
-def _compress_formats(formats: Sequence[FixedFormat]) -> dict[str, Any]:
-    """Per-element formats as JSON; runs of equal formats are stored once with a count."""
+def _compress_formats(formats: Sequence[Precision]) -> dict[str, Any]:
+    """Per-element port words as JSON (width, integer bits, sign: the words truncate and wrap);
+    runs of equal words are stored once with a count."""
     runs: list[dict[str, Any]] = []
     for fmt in formats:
-        if runs and runs[-1]["format"] == fmt.to_dict():
+        word = {"width": fmt.width, "integer": fmt.integer, "signed": fmt.signed}
+        if runs and runs[-1]["format"] == word:
             runs[-1]["count"] += 1
         else:
-            runs.append({"format": fmt.to_dict(), "count": 1})
+            runs.append({"format": word, "count": 1})
     return {"elements": len(formats), "runs": runs}
 
 
-def _expand_formats(data: dict[str, Any]) -> tuple[FixedFormat, ...]:
-    out: list[FixedFormat] = []
+def _expand_formats(data: dict[str, Any]) -> tuple[Precision, ...]:
+    out: list[Precision] = []
     for run in data["runs"]:
-        out.extend([FixedFormat(**run["format"])] * int(run["count"]))
+        out.extend([Precision(**run["format"])] * int(run["count"]))
     return tuple(out)
 
 
@@ -145,99 +149,85 @@ def _verilog_name(name: str) -> str:
 
 
 def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5.0,
-              latency_cutoff: float | None = None, *, hard_dc: int = HARD_DC) -> RtlProject:
+              latency_cutoff: float | None = None, *, hard_dc: int = HARD_DC,
+              input_precision: Precision | None = None) -> RtlProject:
     """Replay the model on da4ml variables and write its Verilog project to `out_dir` (atomically).
 
     `latency_cutoff` is the number of adder levels per pipeline stage (None: from the clock
-    period; 0 or less: one combinational block without registers). Same model, same options ->
+    period; 0 or less: one combinational block without registers). A configured
+    `input_precision` must be the model input quantizer's type. Same model, same options ->
     byte-identical files."""
-    import da4ml.codegen.rtl as rtl_pkg
-    from da4ml.codegen.rtl.verilog import comb_logic_gen, generate_io_wrapper
-    from da4ml.codegen.rtl.verilog.pipeline import pipeline_logic_gen
-    from da4ml.trace.pipeline import to_pipeline
-
     if clock_period_ns <= 0:
         raise PipelineError(f"clock period must be positive, got {clock_period_ns} ns")
     cutoff = default_latency_cutoff(clock_period_ns) if latency_cutoff is None else float(latency_cutoff)
     if 0 < cutoff < 1:
         raise PipelineError(f"latency cutoff {cutoff}: at least one adder level per stage (or 0 for combinational)")
-    model = load_quantized_model(model_dir_or_model)
-    graph = extract_graph(model)
-    start = time.perf_counter()
-    inp, traced = trace_graph(graph, latency_cutoff=cutoff if cutoff > 0 else -1, hard_dc=hard_dc)
-    out = traced[graph.output]
-    comb = comb_logic(inp, out)
-    log.info("traced %s in %.1f s: %d operations, estimated %d LUTs", graph.model_name,
-             time.perf_counter() - start, len(comb.ops), round(comb.cost))
-
+    graph = extract_graph(load_quantized_model(model_dir_or_model), input_precision)
+    traced, comb = _trace(graph, cutoff, hard_dc)
     name = _verilog_name(graph.model_name)
-    files: dict[str, str] = {}
-    if cutoff > 0:
-        # The trace already starts every operation that would straddle a stage boundary at the
-        # boundary (the cutoff is in its HWConfig), so da4ml's retiming search gains nothing.
-        pipe = to_pipeline(comb, cutoff, retiming=False, verbose=False)
-        files.update({f"{k}.v": v for k, v in pipeline_logic_gen(pipe, name, print_latency=True).items()})
-        files[f"{name}_wrapper.v"] = generate_io_wrapper(pipe, name, True)
-        stages = len(pipe.solutions)
-        latency_cycles = stages + 1  # input register, one register per stage boundary, output register
-        in_qint, out_qint = pipe.inp_qint, pipe.out_qint
-    else:
-        files[f"{name}.v"] = comb_logic_gen(comb, name, print_latency=True, timescale="`timescale 1 ns / 1 ps")
-        files[f"{name}_wrapper.v"] = generate_io_wrapper(comb, name, False)
-        stages, latency_cycles = 0, 0
-        in_qint, out_qint = comb.inp_qint, comb.out_qint
-    if any(op.opcode == 8 for op in comb.ops):
+    sources = emit_verilog(comb, name, cutoff)
+    if uses_lookup_tables(comb):
         raise PipelineError("the traced design uses lookup tables, which this flow does not emit")
-
-    inputs = _port_formats(in_qint)
-    outputs = _port_formats(out_qint)
-    expected_in = graph.input.input_format()
-    if inputs[0] != expected_in:
-        log.debug("input port words %s (quantizer format %s)", inputs[0], expected_in)
-
-    static_dir = Path(rtl_pkg.__file__).parent / "verilog" / "source"
-    # only the library modules the design instantiates (lookup_table.v reads a memory file)
-    used_text = "\n".join(files.values())
-    statics = sorted(p.name for p in static_dir.glob("*.v") if re.search(rf"\b{p.stem}\s+#", used_text))
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        (tmp / "src" / "static").mkdir(parents=True)
-        for static in statics:
-            shutil.copyfile(static_dir / static, tmp / "src" / "static" / static)
-        for fname in sorted(files):
-            (tmp / "src" / fname).write_text(files[fname])
-        order = ([Path("src/static") / s for s in statics]
-                 + [Path("src") / f for f in sorted(files) if f not in (f"{name}.v", f"{name}_wrapper.v")]
-                 + [Path("src") / f"{name}.v", Path("src") / f"{name}_wrapper.v"])
-        digest = hashlib.sha256()
-        for rel in order:
-            digest.update(str(rel).encode() + b"\0" + (tmp / rel).read_bytes())
-        project = RtlProject(
-            path=out_dir, top=f"{name}_wrapper", core=name, verilog=tuple(out_dir / rel for rel in order),
-            inputs=inputs, outputs=outputs, latency_cycles=latency_cycles, stages=stages,
-            clock_period_ns=float(clock_period_ns), latency_cutoff=cutoff,
-            input_shape=graph.input.out_shape, output_shape=graph.node(graph.output).out_shape,
-            model_name=graph.model_name, content_hash=digest.hexdigest(), estimated_luts=float(comb.cost),
-            layers=_layer_summary(graph, traced),
-        )
-        # no absolute path inside: the project can move, and equal models give equal bytes
-        write_json(tmp / PROJECT_FILE, {k: v for k, v in project.to_dict().items() if k != "path"})
-    log.info("wrote %s: top %s, %d stages (%d cycles at %.3g ns), %d inputs, %d outputs", out_dir,
-             project.top, stages, latency_cycles, clock_period_ns, len(inputs), len(outputs))
+    inputs = _port_formats(sources.inputs)
+    outputs = _port_formats(sources.outputs)
+    if inputs[0] != graph.input.input_format():
+        log.debug("input port words %s (quantizer format %s)", inputs[0], graph.input.input_format())
+    project = RtlProject(
+        path=Path(out_dir), top=f"{name}_wrapper", core=name, verilog=(), inputs=inputs, outputs=outputs,
+        # input register, one register per stage boundary, output register
+        latency_cycles=sources.stages + 1 if cutoff > 0 else 0, stages=sources.stages,
+        clock_period_ns=float(clock_period_ns), latency_cutoff=cutoff,
+        input_shape=graph.input.out_shape, output_shape=graph.node(graph.output).out_shape,
+        model_name=graph.model_name, content_hash="", estimated_luts=float(comb.cost),
+        layers=_layer_summary(graph, traced),
+    )
+    project = _write_project(project, sources.files)
+    log.info("wrote %s: top %s, %d stages (%d cycles at %.3g ns), %d inputs, %d outputs", project.path,
+             project.top, project.stages, project.latency_cycles, clock_period_ns, len(inputs), len(outputs))
     return project
 
 
-def _port_formats(qints: Sequence[Any]) -> tuple[FixedFormat, ...]:
+def _trace(graph: ReplayGraph, cutoff: float, hard_dc: int) -> tuple[dict[str, Any], Any]:
+    """Every node's traced variables and the combinational logic from the input to the output."""
+    start = time.perf_counter()
+    inp, traced = trace_graph(graph, latency_cutoff=cutoff if cutoff > 0 else -1, hard_dc=hard_dc)
+    comb = comb_logic(inp, traced[graph.output])
+    log.info("traced %s in %.1f s: %d operations, estimated %d LUTs", graph.model_name,
+             time.perf_counter() - start, len(comb.ops), round(comb.cost))
+    return traced, comb
+
+
+def _write_project(project: RtlProject, files: dict[str, str]) -> RtlProject:
+    """Write the Verilog files, the library modules they instantiate and project.json to
+    `project.path` (atomically); returns the project with its file list and content hash."""
+    library = verilog_library()
+    # only the library modules the design instantiates (lookup_table.v reads a memory file)
+    used_text = "\n".join(files.values())
+    statics = sorted(p.name for p in library.glob("*.v") if re.search(rf"\b{p.stem}\s+#", used_text))
+    name = project.core
+    order = ([Path("src/static") / s for s in statics]
+             + [Path("src") / f for f in sorted(files) if f not in (f"{name}.v", f"{name}_wrapper.v")]
+             + [Path("src") / f"{name}.v", Path("src") / f"{name}_wrapper.v"])
+    with atomic_dir(project.path) as tmp:
+        (tmp / "src" / "static").mkdir(parents=True)
+        for static in statics:
+            shutil.copyfile(library / static, tmp / "src" / "static" / static)
+        for fname in sorted(files):
+            (tmp / "src" / fname).write_text(files[fname])
+        digest = hashlib.sha256()
+        for rel in order:
+            digest.update(str(rel).encode() + b"\0" + (tmp / rel).read_bytes())
+        project = dataclasses.replace(project, verilog=tuple(project.path / rel for rel in order),
+                                      content_hash=digest.hexdigest())
+        # no absolute path inside: the project can move, and equal models give equal bytes
+        write_json(tmp / PROJECT_FILE, {k: v for k, v in project.to_dict().items() if k != "path"})
+    return project
+
+
+def _port_formats(qints: Sequence[Any]) -> tuple[Precision, ...]:
     """The uniform words of da4ml's I/O wrapper: every element aligned to the finest LSB and
     extended to the widest integer part (sign-extended when any element is signed)."""
-    from da4ml.cmvm.types import _minimal_kif
-
-    kifs = [_minimal_kif(q) for q in qints]
-    k = max(int(x[0]) for x in kifs)
-    i = max(int(x[1]) for x in kifs)
-    f = max(int(x[2]) for x in kifs)
-    fmt = FixedFormat.from_kif(k, i, f)
-    return tuple([fmt] * len(kifs))
+    return tuple([Precision.from_kif(*port_word_kif(qints))] * len(qints))
 
 
 def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str, Any]]:
@@ -247,7 +237,7 @@ def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str,
         arr = traced.get(node.name)
         if arr is not None:
             kif = np.asarray(arr.kif).reshape(3, -1)
-            item["max_format"] = str(FixedFormat.from_kif(int(kif[0].max()), int(kif[1].max()), int(kif[2].max())))
+            item["max_format"] = str(Precision.from_kif(int(kif[0].max()), int(kif[1].max()), int(kif[2].max())))
         summary.append(item)
     return summary
 

@@ -28,7 +28,7 @@ class StimulusSet:
 def input_grid(precision: Precision) -> tuple[float, int, int]:
     """(lsb, lowest code, highest code) of the input type."""
     low, high = precision.code_range()
-    return precision.lsb(), low, high
+    return precision.lsb, low, high
 
 
 def adversarial_sets(
@@ -65,7 +65,7 @@ def midpoint_events(model, input_precision: Precision, rng: np.random.Generator,
     exact rounding midpoints most often."""
     import tensorflow as tf
 
-    from firmware.graph import quantizer_precision
+    from firmware.graph import model_graph
 
     shape = tuple(int(d) for d in model.input_shape[1:])
     lsb, low, high = input_grid(input_precision)
@@ -75,20 +75,17 @@ def midpoint_events(model, input_precision: Precision, rng: np.random.Generator,
     small = rng.integers(max(low, -8), min(high, 8) + 1, size=(n_candidates, *shape))
     candidates = np.where(mask, np.where(rng.random(mask.shape) < 0.5, small, codes), 0).astype(np.float32) * lsb
 
-    quantizer_layers = [
-        layer for layer in model.layers
-        if type(layer).__name__ == "QActivation" and layer.name != "input_quant"
-    ][:n_quantizers]
-    if not quantizer_layers:
+    graph = model_graph(model)
+    quantizers = [record for record in graph
+                  if record.kind == "QActivation" and record.name != graph.input_quantizer][:n_quantizers]
+    if not quantizers:
         return candidates[:n_events]
-    probes = tf.keras.Model(model.inputs, [layer.input for layer in quantizer_layers])
+    probes = tf.keras.Model(model.inputs, [record.keras.input for record in quantizers])
     values = probes.predict(candidates, batch_size=4096, verbose=0)
     values = values if isinstance(values, list) else [values]
     ties = np.zeros(n_candidates, dtype=np.int64)
-    for layer, pre in zip(quantizer_layers, values):
-        quantizer = getattr(layer, "quantizer", None) or layer.activation
-        fraction = quantizer_precision(quantizer, layer.name).fraction
-        scaled = pre.astype(np.float64).reshape(n_candidates, -1) * 2.0**fraction
+    for record, pre in zip(quantizers, values):
+        scaled = pre.astype(np.float64).reshape(n_candidates, -1) * 2.0**record.output.fraction
         ties += np.sum(scaled - np.floor(scaled) == 0.5, axis=1)
     order = np.argsort(-ties, kind="stable")
     return candidates[order[:n_events]]
