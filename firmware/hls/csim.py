@@ -334,7 +334,7 @@ def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, wo
         disable_ste(model)
         n_out = int(np.prod(model.output_shape[1:]))
         sets = verification_sets(Path(config.model), model, project.input_precision, seed, adversarial)
-        for name, inputs, expected in sets:
+        for name, inputs, expected, reference in sets:
             started = time.perf_counter()
             verdict = Verdict(config.name, name)
             try:
@@ -343,6 +343,7 @@ def verify_project(project: FirmwareProject, cache_dir: Path = DEFAULT_CACHE, wo
             except PipelineError as err:
                 verdict.error = str(err)
                 verdict.events = len(inputs)
+            verdict.reference = reference
             verdict.run_seconds = time.perf_counter() - started
             if verdict.first_mismatch is not None:
                 verdict.first_differing_layer = first_differing_layer(

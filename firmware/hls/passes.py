@@ -19,6 +19,15 @@ into parts of hls4ml that are right: each input is repacked (nnet::repack_stream
 a common packet size, the rows are concatenated along the first axis (nnet::concatenate2d_0,
 which copies packet by packet), and an in-place flatten gives the consumers the 1D tensor they
 expect, in the same element order.
+
+For every backend, hls4ml's merge_linear_activation (in its 'convert' flow) removes a linear
+activation that follows a Dense or convolution whose own result type is not set, and carries
+over to that layer only the type of a quantizer attribute the activation may have. A QKeras
+QActivation with quantized_bits is such an activation without that attribute: its rounding and
+saturation (here RND_CONV, SAT) were dropped with it, and the layer's result stayed its wide
+accumulator. The third pass gives each linear activation of a set type a quantizer attribute of
+that very type before the merge runs, so the merge moves the type onto the layer's result, which
+then rounds and saturates exactly as QKeras does.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import math
 from hls4ml.model.optimizer import OptimizerPass
 
 WIDEN_PASS = "smartpix_widen_average_pooling"
+KEEP_QUANTIZER_PASS = "smartpix_keep_linear_quantizer"
 CONCATENATE_PASS = "smartpix_stream_concatenate_1d"
 _registered = False
 
@@ -99,6 +109,48 @@ class StreamConcatenate1D(OptimizerPass):
         flat.get_output_variable().type.precision = precision
         model.insert_node(flat)
         return True
+
+
+class _TypeOnlyQuantizer:
+    """What merge_linear_activation reads of a quantizer: the type it rounds and saturates to."""
+
+    def __init__(self, hls_type) -> None:
+        self.hls_type = hls_type
+
+
+class KeepLinearActivationType(OptimizerPass):
+    def match(self, node) -> bool:
+        from hls4ml.model.types import UnspecifiedPrecisionType
+
+        if node.class_name != "Activation" or node.get_attr("activation") != "linear":
+            return False
+        if node.get_attr("quantizer") is not None:
+            return False
+        return not isinstance(node.get_output_variable().type.precision, UnspecifiedPrecisionType)
+
+    def transform(self, model, node) -> bool:
+        node.set_attr("quantizer", _TypeOnlyQuantizer(node.get_output_variable().type.precision))
+        return False  # an attribute only: the graph is unchanged
+
+
+_generic_registered = False
+
+
+def register_exactness_passes() -> None:
+    """Add the backend-independent pass to hls4ml's 'parse_qonnx' flow, which the 'convert' flow
+    (with merge_linear_activation) requires and so runs first (once per process)."""
+    global _generic_registered
+    if _generic_registered:
+        return
+    from hls4ml.model.flow import update_flow
+    from hls4ml.model.optimizer import get_optimizer, register_pass
+
+    try:
+        get_optimizer(KEEP_QUANTIZER_PASS)
+    except Exception:  # not registered yet (hls4ml raises a bare Exception)
+        register_pass(KEEP_QUANTIZER_PASS, KeepLinearActivationType)
+    update_flow("parse_qonnx", add_optimizers=[KEEP_QUANTIZER_PASS])
+    _generic_registered = True
 
 
 def register_catapult_passes() -> None:

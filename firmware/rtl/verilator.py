@@ -259,10 +259,11 @@ def compare_sets(sim: Simulator, model: Any, sets: list[tuple[str, np.ndarray, n
     graph = graph or replay.extract_graph(model)
     precision = output_precision(sim.project)
     verdicts = []
-    for name, inputs, expected in sets:
+    for name, inputs, expected, *reference in sets:
         start = time.perf_counter()
         got = simulate(sim, graph, inputs)
         verdict = compare(sim.project.top, name, np.asarray(expected).reshape(len(inputs), -1), got, precision)
+        verdict.reference = reference[0] if reference else ""
         verdict.run_seconds = time.perf_counter() - start
         if verdict.first_mismatch is not None:
             log.warning("%s on %s: %d of %d events differ, first %s", sim.project.top, name,

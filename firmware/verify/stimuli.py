@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -91,20 +92,34 @@ def midpoint_events(model, input_precision: Precision, rng: np.random.Generator,
     return candidates[order[:n_events]]
 
 
+class EventSet(NamedTuple):
+    """Events of one kind and their exact expected outputs, with the arithmetic that gave them."""
+
+    name: str
+    inputs: np.ndarray
+    expected: np.ndarray
+    reference: str = ""
+
+
 def verification_sets(model_dir: Path, model, input_precision: Precision, seed: int = 0,
-                      adversarial: bool = True) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, inputs, QKeras outputs) for a bit-exact check: the model directory's held-out
-    reference events, then (with `adversarial`) every adversarial set. `model` must have its
-    straight-through estimators disabled, so that its outputs are the exact quantized values."""
+                      adversarial: bool = True) -> list[EventSet]:
+    """The event sets of a bit-exact check: the model directory's held-out reference events,
+    then (with `adversarial`) every adversarial set, each with its exact expected outputs
+    (`firmware.verify.reference`). `model` must have its straight-through estimators disabled,
+    so that QKeras' outputs are the quantized values it is checked against."""
+    from firmware.verify.reference import exact_reference
+
     path = Path(model_dir) / "reference.npz"
     if not path.is_file():
         raise PipelineError(f"{path} is missing (the training stage writes it)")
     with np.load(path) as reference:
-        if "inputs" not in reference or "outputs" not in reference:
-            raise PipelineError(f"{path}: expected arrays 'inputs' and 'outputs'")
-        sets = [("held_out", reference["inputs"], reference["outputs"])]
+        if "inputs" not in reference:
+            raise PipelineError(f"{path}: expected an array 'inputs'")
+        named = [("held_out", reference["inputs"])]
     if adversarial:
-        for stimulus in adversarial_sets(model, input_precision, seed):
-            outputs = model.predict(stimulus.inputs, batch_size=2048, verbose=0).astype(np.float32)
-            sets.append((stimulus.name, stimulus.inputs, outputs))
+        named += [(stimulus.name, stimulus.inputs) for stimulus in adversarial_sets(model, input_precision, seed)]
+    sets = []
+    for name, inputs in named:
+        exact = exact_reference(model, inputs)
+        sets.append(EventSet(name, inputs, exact.outputs, exact.source))
     return sets

@@ -28,6 +28,7 @@ class Verdict:
     first_differing_layer: dict[str, Any] | None = None
     run_seconds: float = 0.0
     error: str | None = None
+    reference: str = ""  # the arithmetic the expected outputs come from
 
     @property
     def exact(self) -> bool:
@@ -44,8 +45,8 @@ def compare(config: str, stimulus: str, expected: np.ndarray, got: np.ndarray, p
     verdict = Verdict(config, stimulus, events=len(expected))
     want = on_grid(expected, precision)
     if want is None:
-        verdict.error = (f"the QKeras reference is not on the grid of the output type {precision.hls4ml()}: "
-                         f"the output type cannot represent Python's values")
+        verdict.error = (f"the reference is not on the grid of the output type {precision.hls4ml()}: "
+                         f"the output type cannot represent the model's values")
         return verdict
     have = on_grid(got, precision)
     if have is None:
