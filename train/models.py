@@ -323,7 +323,3 @@ def disable_ste(model) -> None:
         for q in candidates:
             if q is not None and hasattr(q, "use_ste"):
                 q.use_ste = False
-
-
-def count_params(model) -> int:
-    return int(model.count_params())
