@@ -597,8 +597,24 @@ def evaluate(model_dirs: list[Path], data_dir: Path | None, out_dir: Path = DEFA
                         ("calibration_bins", calibration_bins)):
         if value is not None and value < 1:
             raise PipelineError(f"{name} must be at least 1, got {value}")
-    entries = [_describe(d, "model") for d in model_dirs]
     notes: list[str] = []
+    entries = _entries(model_dirs, float_baseline, notes)
+    groups = _test_sets(entries, data_dir, seed)
+    if len(groups) > 1:
+        notes.append("the entries do not all share one test set (data directory, options or test files differ); "
+                     "each is evaluated on its own")
+    predictions, first_test_set = _predictions(groups, max_events)
+    baseline = _label_mean_prediction(entries[0], predictions[entries[0].name], first_test_set, label_mean_events,
+                                      notes)
+    ordered = [predictions[e.name] for e in entries] + [baseline]
+    report = write_report(ordered, Path(out_dir), notes, calibration_bins=calibration_bins, plots=plots)
+    log.info("wrote %s", Path(out_dir))
+    return report
+
+
+def _entries(model_dirs: list[Path], float_baseline: Path | None, notes: list[str]) -> list[_Model]:
+    """The models to evaluate (the float baseline last), each name used once."""
+    entries = [_describe(d, "model") for d in model_dirs]
     if float_baseline is not None:
         float_entry = _describe(float_baseline, "float baseline")
         if float_entry.kind != "float":
@@ -615,11 +631,18 @@ def evaluate(model_dirs: list[Path], data_dir: Path | None, out_dir: Path = DEFA
             raise PipelineError(f"model name {entry.name!r} of {entry.directory} is also the name of {other}: "
                                 "names must be unique")
         seen[entry.name] = entry.directory
+    return entries
 
+
+_TestSet = tuple[str, str, int, tuple[str, ...]]  # data directory, options, seed, test files
+
+
+def _test_sets(entries: list[_Model], data_dir: Path | None, seed: int | None) -> dict[_TestSet, list[_Model]]:
+    """Entries grouped by test set: those with the same data, options, seed and test files share
+    one pass over the data (dicts keep order: the first group is the first model's)."""
     from train import dataset
 
-    # Entries with the same data, options, seed and test files share one pass over the data.
-    groups: dict[tuple[str, str, int, tuple[str, ...]], list[_Model]] = {}
+    groups: dict[_TestSet, list[_Model]] = {}
     for entry in entries:
         targets = tuple(dataset.DataOptions.from_dict(entry.description["data"]).targets)
         if targets != TARGETS:
@@ -633,13 +656,17 @@ def evaluate(model_dirs: list[Path], data_dir: Path | None, out_dir: Path = DEFA
         key = (str(directory), json.dumps(entry.description["data"], sort_keys=True), entry_seed,
                tuple(sorted(entry.description["files"]["test"])))
         groups.setdefault(key, []).append(entry)
-    if len(groups) > 1:
-        notes.append("the entries do not all share one test set (data directory, options or test files differ); "
-                     "each is evaluated on its own")
+    return groups
+
+
+def _predictions(groups: dict[_TestSet, list[_Model]], max_events: int | None
+                 ) -> tuple[dict[str, Prediction], tuple[np.ndarray, Any, Path, int]]:
+    """Every entry's prediction on its test set, and the first test set's (labels, options,
+    data directory, seed), on which the label-mean baseline is scored."""
+    from train import dataset
 
     predictions: dict[str, Prediction] = {}
-    reference: tuple[np.ndarray, Any, Path, int] = (np.zeros((0, N_TARGETS)), None, Path(), 0)
-    # dicts keep insertion order: the first group is the one of the first model
+    first: tuple[np.ndarray, Any, Path, int] = (np.zeros((0, N_TARGETS)), None, Path(), 0)
     for index, ((directory, options_json, group_seed, _), members) in enumerate(groups.items()):
         options = dataset.DataOptions.from_dict(json.loads(options_json))
         pairs = _test_pairs(members[0], Path(directory), options)
@@ -661,24 +688,22 @@ def evaluate(model_dirs: list[Path], data_dir: Path | None, out_dir: Path = DEFA
                 entry.name, entry.kind, np.concatenate(outputs[entry.name]), y_all, unscale,
                 source=str(entry.directory), test_files=[p.tag for p in pairs])
         if index == 0:
-            reference = (y_all, options, Path(directory), group_seed)
+            first = (y_all, options, Path(directory), group_seed)
+    return predictions, first
 
-    # The label-mean baseline: the first model's training labels, scored on its test events.
-    y_ref, options, directory, first_seed = reference
-    first = entries[0]
+
+def _label_mean_prediction(first: _Model, first_prediction: Prediction, test_set: tuple[np.ndarray, Any, Path, int],
+                           label_mean_events: int, notes: list[str]) -> Prediction:
+    """The label-mean baseline: the first model's training labels, scored on its test events."""
+    y_ref, options, directory, first_seed = test_set
     stats = _label_mean_statistics(first, directory, options, label_mean_events, first_seed)
     log.info("label-mean baseline from %d training events of %s", stats.events, first.name)
     constant = np.tile(constant_outputs(stats.mean, stats.covariance), (len(y_ref), 1))
-    baseline = physical_prediction(LABEL_MEAN_NAME, "label-mean", constant, y_ref, _unscaler(options),
-                                   source=f"training labels of {first.directory} ({stats.events} events)",
-                                   test_files=predictions[first.name].test_files)
     notes.append(f"{LABEL_MEAN_NAME}: a Gaussian with the mean and covariance of {stats.events} training labels "
                  f"of {first.name}, on the test events of {first.name}")
-
-    ordered = [predictions[e.name] for e in entries] + [baseline]
-    report = write_report(ordered, Path(out_dir), notes, calibration_bins=calibration_bins, plots=plots)
-    log.info("wrote %s", Path(out_dir))
-    return report
+    return physical_prediction(LABEL_MEAN_NAME, "label-mean", constant, y_ref, _unscaler(options),
+                               source=f"training labels of {first.directory} ({stats.events} events)",
+                               test_files=first_prediction.test_files)
 
 
 def _unscaler(options) -> Callable[[np.ndarray], np.ndarray]:
