@@ -62,6 +62,14 @@ class Precision:
         prefix = "ap_fixed" if self.signed else "ap_ufixed"
         return f"{prefix}<{self.width},{self.integer},AP_{self.rounding},AP_{self.saturation}>"
 
+    def holds(self, other: "Precision") -> bool:
+        """True when every value of `other` is a value of this type (same or finer grid, same or
+        wider range): a cast from `other` then neither rounds nor saturates."""
+        low, high = self.code_range()
+        other_low, other_high = other.code_range()
+        return (self.fraction >= other.fraction
+                and low * self.lsb <= other_low * other.lsb and high * self.lsb >= other_high * other.lsb)
+
     def code_range(self) -> tuple[int, int]:
         """Smallest and largest raw integer code (SAT_SYM excludes the most negative one)."""
         if self.signed:

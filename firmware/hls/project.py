@@ -208,6 +208,33 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
     return cfg
 
 
+def check_overrides(model, config: HardwareConfig) -> None:
+    """Refuse a precision in layer_overrides that would make the hardware differ from the model:
+    a weight, accumulator or result type must hold every value the layer can produce (sized from
+    the trained weights), and a quantizer's result type is the quantizer's own, rounding and
+    saturation included."""
+    given = {name: o.precision for name, o in config.layer_overrides.items() if o.precision}
+    if not given:
+        return
+    needed = {t.layer: (t.class_name, t.precision) for t in derive_types(model, config.input_precision, weight_range=True)}
+    for name, precisions in given.items():
+        layer = name.removesuffix("_linear") if name not in needed else name
+        kind, exact = needed.get(layer, ("", {}))
+        for key, override in precisions.items():
+            required = exact.get(key) if name == layer else exact.get("result")
+            if required is None:
+                continue
+            where = f"{config.source or config.name}: key 'layer_overrides.{name}.precision.{key}'"
+            if kind not in ("QActivation", "InputLayer") or key != "result":
+                if not override.holds(required):
+                    raise PipelineError(f"{where}: layer {layer}: {override.hls4ml()} cannot hold every value of "
+                                        f"{required.hls4ml()}; it cannot be made bit-exact")
+            elif (override.width, override.integer, override.signed, override.rounding, override.saturation) != (
+                    required.width, required.integer, required.signed, required.rounding, required.saturation):
+                raise PipelineError(f"{where}: layer {layer}: the result of a quantizer is its own type "
+                                    f"{required.hls4ml()}, not {override.hls4ml()}; it cannot be made bit-exact")
+
+
 def _multiplication_shapes(layer) -> list[tuple[int, int]]:
     """(n_in, n_out) of each matrix-vector product a weighted layer performs."""
     kind = type(layer).__name__
@@ -252,6 +279,7 @@ def convert(config: HardwareConfig, out_dir: Path | None = None, model_dir: Path
     model = load_model(model_dir / "model.h5")
     disable_ste(model)
     derived = derive_types(model, config.input_precision, weight_range=config.accumulators == "weight_range")
+    check_overrides(model, config)
     hls_config = hls_configuration(model, config, derived)
     reference = np.load(model_dir / "reference.npz")
 
