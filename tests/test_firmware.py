@@ -207,7 +207,6 @@ def test_cli_reports_bad_configuration_in_one_line(tmp_path):
 
 
 def test_cli_names_a_missing_compiler(random_models, tmp_path):
-    import os
 
     (tmp_path / "ok.yml").write_text(
         f"name: ok\nmodel: {random_models['baseline']}\nbackend: Vitis\npart: p\nclock_period_ns: 5\n")
