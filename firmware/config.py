@@ -15,7 +15,7 @@ from typing import Any
 from firmware.fixedpoint import Precision, parse_precision
 from smartpix import paths
 from smartpix.errors import PipelineError
-from smartpix.yamlfile import read_mapping
+from smartpix.yamlfile import load_folder, read_mapping
 
 BACKENDS = ("Vivado", "Vitis", "Catapult")
 IO_TYPES = ("io_parallel", "io_stream")
@@ -195,20 +195,7 @@ def _parse_overrides(raw: Any, where: str) -> dict[str, LayerOverride]:
 
 def load_configs(config_dir: Path = DEFAULT_CONFIG_DIR, names: list[str] | None = None) -> list[HardwareConfig]:
     """All configurations in `config_dir` (sorted by name), or only the named ones."""
-    config_dir = Path(config_dir)
-    files = sorted(config_dir.glob("*.yml"))
-    if not files:
-        raise PipelineError(f"no configuration files (*.yml) in {config_dir}")
-    configs = [load_config(f) for f in files]
-    if names:
-        by_name = {c.name: c for c in configs}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise PipelineError(
-                f"no configuration named {missing[0]!r} in {config_dir}; known: {', '.join(sorted(by_name))}"
-            )
-        configs = [by_name[n] for n in names]
-    return configs
+    return load_folder(config_dir, load_config, "configuration", names)
 
 
 def add_selection_arguments(parser, firmware_dir: Path, reports_dir: Path | None = None) -> None:

@@ -3,8 +3,9 @@ one mapping, no key given twice; every failure is one line naming the file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -60,3 +61,23 @@ def read_mapping(path: Path, what: str = "file") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PipelineError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
     return data
+
+
+Loaded = TypeVar("Loaded")
+
+
+def load_folder(folder: Path, load: Callable[[Path], Loaded], kind: str, names: list[str] | None = None) -> list[Loaded]:
+    """Every `*.yml` of `folder` read with `load` (sorted by file name), or only the named ones
+    (each loaded object has a `name`); `kind` names them in errors ("configuration")."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.yml"))
+    if not files:
+        raise PipelineError(f"no {kind} files (*.yml) in {folder}")
+    loaded = [load(f) for f in files]
+    if not names:
+        return loaded
+    by_name = {item.name: item for item in loaded}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise PipelineError(f"no {kind} named {missing[0]!r} in {folder}; known: {', '.join(sorted(by_name))}")
+    return [by_name[n] for n in names]

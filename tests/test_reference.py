@@ -3,15 +3,13 @@ itself (checked against the replay) everywhere else, and C simulation exact agai
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from firmware.verify.reference import exact_reference
 from smartpix.errors import PipelineError
 from tests.conftest import tiny_model
-from tests.helpers import randomize_quantized_weights
+from tests.helpers import c_simulation, randomize_quantized_weights
 
 
 def wide_model(seed: int = 5):
@@ -79,20 +77,7 @@ def test_a_disagreement_where_float32_is_exact_is_an_error(monkeypatch):
 
 @pytest.mark.slow
 def test_a_wide_model_is_exact_in_c_simulation_against_the_exact_reference(tmp_path):
-    from firmware.config import config_from_dict
-    from firmware.hls.csim import verify_project
-    from firmware.hls.project import convert
-
-    model = wide_model()
-    directory = tmp_path / "wide"
-    directory.mkdir()
-    model.save(directory / "model.h5")
-    (directory / "model.json").write_text(json.dumps({"name": "wide", "quantized": True}))
-    events = _events(300, seed=2)
-    np.savez(directory / "reference.npz", inputs=events, outputs=model.predict(events, verbose=0))
-    config = config_from_dict({"name": "wide", "model": str(directory), "backend": "Catapult",
-                               "part": "nangate-45nm", "clock_period_ns": 25})
-    report = verify_project(convert(config, tmp_path / "hls"), tmp_path / "cache", adversarial=True)
+    report = c_simulation(wide_model(), tmp_path, _events(300, seed=2))
     assert report.exact, report
     held_out = report.verdicts[0]
     assert held_out.stimulus == "held_out" and held_out.reference.startswith("exact integer replay")
@@ -106,9 +91,6 @@ def test_a_quantized_bits_activation_after_a_dense_layer_keeps_its_rounding(tmp_
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits
 
-    from firmware.config import config_from_dict
-    from firmware.hls.csim import verify_project
-    from firmware.hls.project import convert
     from train.models import disable_ste
 
     bits8 = quantized_bits(8, 0, alpha=1)
@@ -120,14 +102,6 @@ def test_a_quantized_bits_activation_after_a_dense_layer_keeps_its_rounding(tmp_
     model = tf.keras.Model(inp, x, name="narrow_act")
     randomize_quantized_weights(model, seed=9)
     disable_ste(model)
-    directory = tmp_path / "m"
-    directory.mkdir()
-    model.save(directory / "model.h5")
-    (directory / "model.json").write_text(json.dumps({"name": "narrow_act", "quantized": True}))
-    events = _events(200, seed=3)
-    np.savez(directory / "reference.npz", inputs=events, outputs=model.predict(events, verbose=0))
-    config = config_from_dict({"name": "narrow_act", "model": str(directory), "backend": "Vitis",
-                               "part": "xcvu13p-flga2577-2-e", "clock_period_ns": 5})
-    report = verify_project(convert(config, tmp_path / "hls"), tmp_path / "cache", adversarial=True)
+    report = c_simulation(model, tmp_path, _events(200, seed=3), backend="Vitis")
     assert report.exact, report
     assert report.verdicts[0].reference.startswith("QKeras (float32")

@@ -169,34 +169,22 @@ def test_a_small_model_of_the_spec_converts_and_simulates_exactly(name, tmp_path
     narrow version of the shipped spec (2 filters, hidden width 4) with random weights."""
     import dataclasses
 
-    from firmware.config import config_from_dict
-    from firmware.hls.csim import verify_project
-    from firmware.hls.project import convert
-    from tests.helpers import randomize_quantized_weights
+    from tests.helpers import c_simulation, randomize_quantized_weights
     from train.models import build_model, disable_ste
 
     spec = load_spec(DEFAULT_SPEC_DIR / f"{name}.yml")
-    model_spec = dataclasses.replace(spec.model, n_filters=2, hidden=4)
     shape = spec.data_options().input_shape()
-    model = build_model(model_spec, shape)
+    model = build_model(dataclasses.replace(spec.model, n_filters=2, hidden=4), shape)
     randomize_quantized_weights(model, seed=4)
     disable_ste(model)
     rng = np.random.default_rng(4)
     top = 3.0 if spec.data_options().adc_thresholds else 15.75  # the ADC's levels, or 0.25 ke steps
     step = 1.0 if top == 3.0 else 0.25
-    inputs = (np.round(rng.uniform(0, top, (60, *shape)) / step) * step * (rng.random((60, *shape)) < 0.3))
-    directory = tmp_path / name
-    directory.mkdir()
-    model.save(directory / "model.h5")
-    (directory / "model.json").write_text(json.dumps({"name": name, "quantized": True}))
-    inputs = inputs.astype(np.float32)
-    np.savez(directory / "reference.npz", inputs=inputs, outputs=model.predict(inputs, verbose=0))
-    config = config_from_dict({"name": name, "model": str(directory), "backend": "Catapult",
-                               "part": "nangate-45nm", "clock_period_ns": 25})
+    inputs = np.round(rng.uniform(0, top, (60, *shape)) / step) * step * (rng.random((60, *shape)) < 0.3)
     # the adversarial sets of 20 slices (10,920 hot pixels, midpoints searched among 20,000
     # clusters of 5,460 values) take minutes here; the 2-slice ADC model runs them all
     adversarial = shape[-1] == 2
-    report = verify_project(convert(config, tmp_path / "hls"), tmp_path / "cache", adversarial=adversarial)
+    report = c_simulation(model, tmp_path, inputs, adversarial=adversarial)
     assert report.exact, report
     if adversarial:
         hot = next(v for v in report.verdicts if v.stimulus == "hot_pixels")

@@ -28,7 +28,7 @@ import yaml
 
 from smartpix import paths
 from smartpix.errors import PipelineError
-from smartpix.yamlfile import read_mapping
+from smartpix.yamlfile import load_folder, read_mapping
 from train.models import ModelSpec
 
 DEFAULT_SPEC_DIR = paths.ROOT / "model_specs"
@@ -248,17 +248,7 @@ def _input_levels(options) -> list[float] | None:
 
 def load_specs(spec_dir: Path = DEFAULT_SPEC_DIR, names: list[str] | None = None) -> list[ModelSpecFile]:
     """Every spec in `spec_dir` (sorted by name), or only the named ones."""
-    files = sorted(Path(spec_dir).glob("*.yml"))
-    if not files:
-        raise PipelineError(f"no model spec files (*.yml) in {spec_dir}")
-    specs = [load_spec(f) for f in files]
-    if names:
-        by_name = {s.name: s for s in specs}
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise PipelineError(f"no model spec named {missing[0]!r} in {spec_dir}; known: {', '.join(sorted(by_name))}")
-        specs = [by_name[n] for n in names]
-    return specs
+    return load_folder(spec_dir, load_spec, "model spec", names)
 
 
 def dump(spec: ModelSpecFile) -> str:
