@@ -64,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
 def quiet_libraries() -> None:
     """Silence third-party chatter that says nothing about this run: TensorFlow's C++ start-up
     messages (no GPU; cuDNN, cuFFT and cuBLAS factories, logged as errors, so only level 3
-    silences them) and Keras' UserWarnings about serializing QKeras objects. Spawned workers
-    inherit both: the variable through the environment, the filter through smartpix.processes."""
+    silences them), Keras' UserWarnings about serializing QKeras objects and hls4ml's about
+    attributes its passes set (a strategy's spelling, a per-layer reuse factor this project
+    chose). Spawned workers inherit all: the variable through the environment, the filters
+    through smartpix.processes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"hls4ml(\.|$)")
 
 
 # errors only writing can cause: the file named is being written even when no artifact says so

@@ -350,3 +350,17 @@ def test_every_stage_answers_help(stage, capsys):
         main([stage, "--help"])
     assert done.value.code == 0
     assert "usage: smartpix" in capsys.readouterr().out
+
+
+def test_third_party_user_warnings_are_quiet_and_ours_are_not():
+    import warnings
+
+    from smartpix.cli import quiet_libraries
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        quiet_libraries()
+        for module in ("hls4ml.backends.vivado.passes.pointwise", "keras.src.constraints", "firmware.hls.project"):
+            warnings.warn_explicit("Overriding attribute 'strategy'", UserWarning, "f.py", 1, module=module)
+    assert [w.message.args[0] for w in caught] == ["Overriding attribute 'strategy'"]
+    assert caught[0].filename == "f.py"
