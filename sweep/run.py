@@ -130,6 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK,
                         help="points are kept in <work-dir>/<sweep>/points/<key>/")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default build/reports/sweep/<sweep>)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="compiled C-simulation testbenches, shared by the points (default build/cache/csim)")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="write the tables only")
 
 
@@ -138,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("sweep").setLevel(logging.getLogger("smartpix").level)
     sweep = load_sweep(find_sweep(args.sweep))
     result = run_sweep(sweep, args.work_dir, args.out, scheduler=args.scheduler, workers=args.workers,
-                       yosys=args.yosys, plots=args.plots)
+                       yosys=args.yosys, cache_dir=args.cache_dir, plots=args.plots)
     print((result.report_dir / "points.md").read_text(), end="")
     print(f"wrote {result.report_dir}")
     bad = [r for r in result.rows if r["verdict"] != "exact"]

@@ -206,7 +206,7 @@ def _label(section: str, option: str, value: Any) -> str:
         return _SAFE.sub("-", value)
     if option == "adc_thresholds":
         return "adc" + (f"{len(value) + 1}" if isinstance(value, list) else "-off")
-    short = "".join(_ABBREVIATIONS.get(word, word[:1]) for word in option.split("_"))
+    short = _ABBREVIATIONS.get(option) or "".join(_ABBREVIATIONS.get(word, word[:1]) for word in option.split("_"))
     text = "-".join(map(str, value)) if isinstance(value, list) else str(value)
     return _SAFE.sub("-", f"{short}{text}")
 
