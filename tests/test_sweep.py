@@ -192,7 +192,7 @@ def test_three_point_sweep_on_a_local_cluster(tmp_path, tiny_data):
     for row in content["points"]:
         record = json.loads((tmp_path / "work" / "three" / "points" / row["key"] / "point.json").read_text())
         assert record["csim"]["exact"] and record["csim"]["events"] > 0
-        assert set(record["csim"]["sets"]) > {"held-out"}  # adversarial sets too
+        assert set(record["csim"]["sets"]) > {"held_out"}  # adversarial sets too
     # a second run finds every point on disk and starts no cluster
     again = run_sweep(load_sweep(path), tmp_path / "work", tmp_path / "report2", workers=2,
                       cache_dir=tmp_path / "cache")
