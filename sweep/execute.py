@@ -24,8 +24,8 @@ RETRIES = 1
 # every library below TensorFlow that starts its own thread pool: one thread per worker process
 _ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                        "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "NUMBA_NUM_THREADS")}
-# what smartpix.cli.quiet_libraries does for the CLI's own process, for the worker processes
-_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore::UserWarning"}
+# TensorFlow's start-up messages, as smartpix.cli.quiet_libraries silences them in the CLI's process
+_QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ def _single_threaded_tensorflow() -> None:
     import tensorflow as tf
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # as smartpix.cli.quiet_libraries: Keras' warnings about serializing QKeras objects are noise
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)

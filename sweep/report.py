@@ -127,7 +127,8 @@ def _markdown(rows, columns, sweep, fronts, counts, agree, notes) -> str:
         lines.append(f"- front {name}: {', '.join(labels) or '(none)'}")
     if agree.points:
         rho = "n/a" if agree.spearman is None else f"{agree.spearman:.3f}"
-        lines.append(f"- estimate vs Yosys LUTs over {agree.points} points: Spearman {rho}, median ratio "
+        lines.append(f"- estimate vs Yosys LUTs (generic gate cells for an ASIC part) over {agree.points} points: "
+                     f"Spearman {rho}, median ratio "
                      f"{agree.median_ratio:.3g}, worst ratio {agree.worst_ratio:.3g}")
     lines += [f"- {note}" for note in notes]
     lines += ["", "| " + " | ".join(c.removeprefix("axis:") for c in shown) + " |",
