@@ -159,6 +159,9 @@ def plot_front(rows: list[dict[str, Any]], front: list[str], x_key: str, y_key: 
     if bad:
         ax.scatter([r[cost] for r in bad], [r[resolution] for r in bad], s=60, marker="x", color="tab:red",
                    label="NOT bit-exact (off the front)")
+        for r in bad:
+            ax.annotate(f"{r['label']} ({r['verdict']})", (r[cost], r[resolution]), textcoords="offset points",
+                        xytext=(6, -12), fontsize=8, color="tab:red")
     members = [by_label[label] for label in front]
     if members:
         ax.step([r[cost] for r in members], [r[resolution] for r in members], where="post", color="tab:blue",
