@@ -85,8 +85,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, sweep: str, notes: S
     measured = {r["label"]: r["yosys_luts"] if r["yosys_luts"] is not None else r["yosys_gates"] for r in rows}
     with_yosys = [r for r in rows if r["verdict"] == "exact" and measured[r["label"]] is not None]
     agree = agreement([r["est_luts"] for r in with_yosys], [measured[r["label"]] for r in with_yosys])
-    axes = sorted({k for r in rows for k in r if k.startswith("axis:")}, key=lambda k: list(rows[0]).index(k)
-                  if k in rows[0] else 0)
+    axes = list(dict.fromkeys(k for r in rows for k in r if k.startswith("axis:")))
     columns = list(COLUMNS[:3]) + axes + list(COLUMNS[3:])
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("exact", "NOT EXACT", "error")}
     content = {"sweep": sweep, "points": rows, "fronts": fronts, "verdicts": counts,
