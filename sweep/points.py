@@ -130,6 +130,9 @@ def run_point(key: str, spec: dict[str, Any], hardware: dict[str, Any], data_dir
         project = convert(config, tmp / "hls", model_dir=model_dir)
         lap("firmware")
         csim = verify_project(project, cache_dir=cache_dir, workers=1)
+        if csim.error:
+            # a build or run failure says nothing about the design: keep the point unfinished
+            raise PipelineError(f"C simulation: {csim.error}")
         lap("csim")
         rtl = build_rtl(model_dir, tmp / "rtl", clock_period_ns=config.clock_period_ns,
                         input_precision=config.input_precision)
@@ -142,7 +145,7 @@ def run_point(key: str, spec: dict[str, Any], hardware: dict[str, Any], data_dir
             "val_loss": trained.val_loss,
             "resolution": _resolution(report),
             "csim": _csim(csim),
-            "verdict": "exact" if csim.exact else ("error" if csim.error else "NOT EXACT"),
+            "verdict": "exact" if csim.exact else "NOT EXACT",
             "estimate": {
                 "luts": rtl.estimated_luts,
                 "latency_cycles": rtl.latency_cycles,

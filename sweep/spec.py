@@ -36,6 +36,7 @@ from firmware.config import config_from_dict
 from smartpix import paths
 from smartpix.errors import PipelineError
 from smartpix.yamlfile import read_mapping
+from sweep.points import POINT_NAME
 from train.specs import spec_from_dict
 
 DEFAULT_SWEEP_DIR = paths.ROOT / "sweeps"
@@ -43,9 +44,6 @@ TOP_KEYS = ("name", "description", "data_dir", "mode", "base", "evaluation", "ax
 SECTIONS = ("model", "data", "training", "hardware")
 MODES = ("grid",)
 EVALUATION_KEYS = ("max_events", "label_mean_events")
-# the names a point's model spec and configuration carry: the same for every point, so that a
-# point's key (and its firmware) depends on what it is, not on what it is called in one sweep
-POINT_NAME = "point"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _ABBREVIATIONS = {"weight": "w", "activation": "a", "bits": "b", "conv": "c", "dense": "d", "pool": "p",
                   "input": "in", "integer": "i", "filters": "f", "clock_period_ns": "clk", "n": ""}
