@@ -64,7 +64,15 @@ def run_sweep(sweep: Sweep, work_dir: Path = DEFAULT_WORK, report_dir: Path | No
     need_client = bool(todo) or yosys
     if need_client:
         with execute.client_for(scheduler, workers) as client:
-            for outcome in execute.run_jobs(client, points.run_point, todo):
+            labels = {k: p.label for k, p in zip(keys, sweep.points)}
+
+            def finished(outcome: execute.Outcome) -> None:
+                if outcome.result is not None:
+                    r = outcome.result
+                    log.info("%s: %s, x %.2f um, %d LUT (estimate), %.0f s", labels[outcome.key], r["verdict"],
+                             r["resolution"]["x"]["width_68"], r["estimate"]["luts"], r["seconds"]["total"])
+
+            for outcome in execute.run_jobs(client, points.run_point, todo, on_done=finished):
                 records[outcome.key] = outcome.result
                 if outcome.error:
                     errors[outcome.key] = outcome.error
