@@ -42,6 +42,10 @@ def sweep_text(name: str, data_dir: Path, bits: list[int]) -> str:
             f"axes:\n  precision:\n{precision}\n")
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     from train.generator import generate_dataset
@@ -133,7 +137,7 @@ def test_a_non_exact_point_is_never_on_a_front_and_is_marked(tmp_path):
     assert fronts["x-LUT"] == ["small", "big"]
     content = write_report(rows, tmp_path, "hand")
     assert content["verdicts"] == {"exact": 2, "NOT EXACT": 1, "error": 1}
-    table = list(csv.DictReader((tmp_path / "points.csv").open()))
+    table = read_csv(tmp_path / "points.csv")
     by_label = {r["label"]: r for r in table}
     assert by_label["cheap_but_wrong"]["verdict"] == "NOT EXACT" and by_label["cheap_but_wrong"]["pareto"] == ""
     assert "3 events differ on held-out, first at dense_1" == by_label["cheap_but_wrong"]["error"]
@@ -164,7 +168,7 @@ def test_cli_exits_non_zero_when_a_point_is_not_exact(tmp_path, capsys):
         (folder / "point.json").write_text(json.dumps(record))
     assert main(["sweep", str(path), "--work-dir", str(work), "--out", str(tmp_path / "report")]) == 1
     assert "w4" in capsys.readouterr().err
-    table = list(csv.DictReader((tmp_path / "report" / "points.csv").open()))
+    table = read_csv(tmp_path / "report" / "points.csv")
     assert [r["verdict"] for r in table] == ["exact", "NOT EXACT"]
 
 
@@ -179,7 +183,7 @@ def test_three_point_sweep_on_a_local_cluster(tmp_path, tiny_data):
     result = run_sweep(load_sweep(path), tmp_path / "work", tmp_path / "report", workers=2,
                        cache_dir=tmp_path / "cache")
     assert result.ran == 3
-    table = list(csv.DictReader((tmp_path / "report" / "points.csv").open()))
+    table = read_csv(tmp_path / "report" / "points.csv")
     assert [r["label"] for r in table] == ["w2", "w4", "w6"]
     assert {"verdict", "pareto", "x_um", "est_luts", "latency_cycles"} <= set(table[0])
     assert [r["verdict"] for r in table] == ["exact"] * 3, [r["error"] for r in table]
