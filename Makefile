@@ -16,9 +16,10 @@ CONFIG      ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 EPOCHS      ?=
 REPORTS     ?=
+SWEEP       ?= sweeps/default.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data train evaluate firmware csim synth report lint test test-fast bench clean distclean
+.PHONY: help setup data train evaluate firmware csim synth report sweep lint test test-fast bench clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,6 +75,9 @@ ifneq ($(REPORTS),)
 else
 	$(SMARTPIX) report
 endif
+
+sweep: $(DATA)/.complete ## resolution against resources over a grid of design points, on Dask; SWEEP=<file>
+	$(SMARTPIX) sweep $(SWEEP)
 
 lint: setup ## ruff: pyflakes, pycodestyle and import order
 	$(BIN)/ruff check .

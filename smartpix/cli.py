@@ -27,6 +27,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "csim": ("firmware.hls.csim", "g++ C simulation of every configuration, bit-exact verdict"),
     "synth": ("firmware.synth", "vendor HLS synthesis where installed, open RTL flow"),
     "report": ("firmware.summary", "one summary row per configuration, with plots (--from: synthesized elsewhere)"),
+    "sweep": ("sweep.run", "design-space sweep on Dask: resolution against resources, every point bit-exact"),
 }
 
 
