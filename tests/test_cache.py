@@ -17,6 +17,8 @@ STAGES = {
     "csim-verdict": "firmware.hls.csim",
     "rtl-verilog": "firmware.rtl.verilog",
     "rtl-verdict": "firmware.rtl.flow",
+    # a design point of a sweep trains, evaluates, converts, simulates and estimates
+    "sweep-point": "sweep.points",
 }
 
 
@@ -39,20 +41,22 @@ def _touch(path: Path) -> None:
 
 @pytest.mark.parametrize("edited, stages", [
     # passes are imported lazily inside the converter, and the converter by the C simulation
-    ("firmware/hls/passes.py", {"hls-project", "csim-verdict"}),
-    ("firmware/hls/templates/testbench.cpp", {"hls-project", "csim-verdict"}),
+    ("firmware/hls/passes.py", {"hls-project", "csim-verdict", "sweep-point"}),
+    ("firmware/hls/templates/testbench.cpp", {"hls-project", "csim-verdict", "sweep-point"}),
     # the fixed-point type and the quantizer mapping shape both flows
     ("firmware/fixedpoint.py", set(STAGES)),
     ("firmware/graph.py", set(STAGES)),
     # the private third-party APIs behind one adapter
     ("firmware/thirdparty.py", set(STAGES)),
     # comparison of codes: both verdicts, neither generated project
-    ("firmware/verify/verdict.py", {"csim-verdict", "rtl-verdict"}),
-    ("firmware/verify/stimuli.py", {"csim-verdict", "rtl-verdict"}),
+    ("firmware/verify/verdict.py", {"csim-verdict", "rtl-verdict", "sweep-point"}),
+    ("firmware/verify/stimuli.py", {"csim-verdict", "rtl-verdict", "sweep-point"}),
     # the integer replay is the Verilog's source and, through the exact reference, both verdicts'
-    ("firmware/rtl/replay.py", {"csim-verdict", "rtl-verilog", "rtl-verdict"}),
+    ("firmware/rtl/replay.py", {"csim-verdict", "rtl-verilog", "rtl-verdict", "sweep-point"}),
     # the Verilog depends on the model and the clock only, not on the configuration module
-    ("firmware/config.py", {"hls-project", "csim-verdict", "rtl-verdict"}),
+    ("firmware/config.py", {"hls-project", "csim-verdict", "rtl-verdict", "sweep-point"}),
+    ("train/evaluate.py", {"sweep-point"}),
+    ("sweep/points.py", {"sweep-point"}),
 ])
 def test_editing_a_module_changes_exactly_the_keys_of_the_stages_that_import_it(tree, edited, stages):
     before = _keys(tree)
@@ -62,7 +66,7 @@ def test_editing_a_module_changes_exactly_the_keys_of_the_stages_that_import_it(
     assert changed == stages
 
 
-@pytest.mark.parametrize("unrelated", ["README.md", "firmware/summary.py", "train/evaluate.py"])
+@pytest.mark.parametrize("unrelated", ["README.md", "firmware/summary.py", "sweep/report.py"])
 def test_a_file_no_stage_imports_changes_no_key(tree, unrelated):
     before = _keys(tree)
     _touch(tree / unrelated)
