@@ -80,7 +80,7 @@ def client_for(scheduler: str | None = None, workers: int | None = None) -> Iter
     # would allow before pausing; the machine's own limits apply instead
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
             memory_limit=0, env={**_ONE_THREAD, **_QUIET}, silence_logs=logging.ERROR))
         client = stack.enter_context(Client(cluster))
         log.info("Dask LocalCluster: %d workers x 1 thread", n)
