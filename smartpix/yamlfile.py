@@ -3,6 +3,7 @@ one mapping, no key given twice; every failure is one line naming the file."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,3 +82,21 @@ def load_folder(folder: Path, load: Callable[[Path], Loaded], kind: str, names: 
     if missing:
         raise PipelineError(f"no {kind} named {missing[0]!r} in {folder}; known: {', '.join(sorted(by_name))}")
     return [by_name[n] for n in names]
+
+
+def named_file_header(data: dict[str, Any], path: Path | str, allowed: tuple[str, ...]) -> tuple[str, str]:
+    """The checks every named YAML file shares: only `allowed` top-level keys, a file-name-safe
+    `name` that agrees with the file's name, a string `description`; returns (name, description)."""
+    where = str(path)
+    unknown = sorted(set(map(str, data)) - set(allowed))
+    if unknown:
+        raise PipelineError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise PipelineError(f"{where}: key 'name' must be a file-name-safe identifier, got {name!r}")
+    if isinstance(path, Path) and path.stem != name:
+        raise PipelineError(f"{where}: key 'name' is {name!r} but the file is named {path.name!r}; make them agree")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise PipelineError(f"{where}: key 'description' must be a string, got {description!r}")
+    return name, description

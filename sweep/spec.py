@@ -35,7 +35,7 @@ from typing import Any
 from firmware.config import config_from_dict
 from smartpix import paths
 from smartpix.errors import PipelineError
-from smartpix.yamlfile import read_mapping
+from smartpix.yamlfile import named_file_header, read_mapping
 from sweep.points import POINT_NAME
 from train.specs import spec_from_dict
 
@@ -86,17 +86,7 @@ def sweep_from_dict(data: dict[str, Any], path: Path | str = "<sweep>") -> Sweep
     def fail(key: str, message: str) -> PipelineError:
         return PipelineError(f"{where}: key {key!r} {message}")
 
-    unknown = sorted(set(map(str, data)) - set(TOP_KEYS))
-    if unknown:
-        raise PipelineError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(TOP_KEYS)}")
-    name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-        raise fail("name", f"must be a file-name-safe identifier, got {name!r}")
-    if isinstance(path, Path) and path.stem != name:
-        raise fail("name", f"is {name!r} but the file is named {path.name!r}; make them agree")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise fail("description", f"must be a string, got {description!r}")
+    name, description = named_file_header(data, path, TOP_KEYS)
     mode = data.get("mode", "grid")
     if mode not in MODES:
         raise fail("mode", f"is {mode!r}; allowed: {', '.join(MODES)}")

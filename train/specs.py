@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import yaml
 
 from smartpix import paths
 from smartpix.errors import PipelineError
-from smartpix.yamlfile import load_folder, read_mapping
+from smartpix.yamlfile import load_folder, named_file_header, read_mapping
 from train.models import ModelSpec
 
 DEFAULT_SPEC_DIR = paths.ROOT / "model_specs"
@@ -97,17 +96,7 @@ def spec_from_dict(data: dict[str, Any], path: Path | str = "<spec>") -> ModelSp
     def fail(key: str, message: str) -> PipelineError:
         return PipelineError(f"{where}: key {key!r} {message}")
 
-    unknown = sorted(set(map(str, data)) - set(TOP_KEYS))
-    if unknown:
-        raise PipelineError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(TOP_KEYS)}")
-    name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-        raise fail("name", f"must be a file-name-safe identifier, got {name!r}")
-    if isinstance(path, Path) and path.stem != name:
-        raise fail("name", f"is {name!r} but the file is named {path.name!r}; make them agree")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise fail("description", f"must be a string, got {description!r}")
+    name, description = named_file_header(data, path, TOP_KEYS)
     has_model, has_file = data.get("model") is not None, data.get("model_file") is not None
     if has_model == has_file:
         raise PipelineError(f"{where}: give exactly one of 'model' (an architecture of this pipeline) "
