@@ -17,6 +17,9 @@ ones, so a version bump means re-checking this file only. Each wrapper says what
 - minimal_kif and port_word_kif: `da4ml.cmvm.types._minimal_kif`, and the layout of
   `generate_io_wrapper`, which packs every port element in one word of the widest integer part
   and the finest fraction of all elements (`hetero_io_map(..., merge=True)`);
+- variable_costs: `da4ml.trace.tracer.gather_variables` and `_recursive_gather` (the walks
+  `comb_trace` makes from the outputs back to the inputs), and the `id`, `cost` and `_from`
+  attributes of a FixedVariable;
 - uses_lookup_tables: opcode 8 of da4ml's Op encoding is a lookup table;
 - emit_verilog and verilog_library: `da4ml.trace.pipeline.to_pipeline`, the generators of
   `da4ml.codegen.rtl.verilog` (`comb_logic_gen`, `pipeline_logic_gen`, `generate_io_wrapper`),
@@ -98,6 +101,25 @@ def port_word_kif(qintervals: Sequence[Any]) -> tuple[int, int, int]:
     and the finest fraction of all elements, signed when any element is."""
     kifs = [minimal_kif(q) for q in qintervals]
     return max(k for k, _, _ in kifs), max(i for _, i, _ in kifs), max(f for _, _, f in kifs)
+
+
+def variable_costs(inputs: Sequence[Any], outputs: Sequence[Any]) -> dict[Any, float]:
+    """{variable id: its adder cost} of every variable `comb_trace(inputs, outputs)` keeps: the
+    same operations, so the costs sum to the traced logic's `cost`."""
+    from da4ml.trace.tracer import gather_variables
+
+    live, _ = gather_variables(list(inputs), list(outputs))
+    return {v.id: float(v.cost) for v in live}
+
+
+def variables_behind(outputs: Sequence[Any], seen: dict[Any, Any]) -> None:
+    """Add to `seen` (id -> variable) every variable `outputs` are computed from, stopping at the
+    ones already in it."""
+    from da4ml.trace.tracer import _recursive_gather
+
+    for variable in outputs:
+        if hasattr(variable, "_from"):  # a constant folded to a number has no history
+            _recursive_gather(variable, seen)
 
 
 def uses_lookup_tables(comb: Any) -> bool:

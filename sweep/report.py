@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("label", "verdict", "pareto", "x_um", "y_um", "cotAlpha", "cotBeta", "pull_x", "pull_y",
            "pull_cotAlpha", "pull_cotBeta", "params", "est_luts", "latency_cycles", "clock_ns", "latency_ns",
-           "yosys_luts", "yosys_ffs", "yosys_gates", "seconds", "key", "error")
+           "largest_layer", "yosys_luts", "yosys_ffs", "yosys_gates", "seconds", "key", "error")
 AXIS_TITLES = {"x_um": "x resolution, 68% half-width (um)", "y_um": "y resolution, 68% half-width (um)",
                "est_luts": "LUT estimate (da4ml adder graph)", "latency_ns": "latency (ns, at the clock)"}
 
@@ -31,7 +31,7 @@ def point_row(label: str, key: str, record: dict[str, Any] | None, error: str | 
               coordinates: dict[str, Any], yosys: dict[str, Any] | None = None) -> dict[str, Any]:
     """One table row of a point: its numbers, or its error."""
     row: dict[str, Any] = {c: None for c in COLUMNS}
-    row.update(label=label, key=key, pareto="", **{f"axis:{k}": v for k, v in coordinates.items()})
+    row.update(label=label, key=key, pareto="", layers=[], **{f"axis:{k}": v for k, v in coordinates.items()})
     if record is None:
         row.update(verdict="error", error=error or "did not run")
         return row
@@ -45,9 +45,19 @@ def point_row(label: str, key: str, record: dict[str, Any] | None, error: str | 
         clock_ns=est["clock_period_ns"], latency_ns=est["latency_ns"], seconds=record["seconds"]["total"],
         error=record["csim"].get("error") or _mismatch(record),
     )
+    row["layers"] = layer_shares(est.get("layers", []))
+    if row["layers"]:
+        largest = max(row["layers"], key=lambda layer: layer["estimated_luts"])
+        row["largest_layer"] = f"{largest['name']} {100 * largest['share']:.0f}%"
     if yosys:
         row.update(yosys_luts=yosys.get("luts"), yosys_ffs=yosys.get("ffs"), yosys_gates=yosys.get("gates"))
     return row
+
+
+def layer_shares(layers: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The layers that cost anything, as {name, estimated_luts, share}, in graph order."""
+    return [{"name": layer["name"], "estimated_luts": layer["estimated_luts"], "share": layer["share"]}
+            for layer in layers if layer.get("estimated_luts")]
 
 
 def _mismatch(record: dict[str, Any]) -> str | None:
@@ -87,16 +97,76 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, sweep: str, notes: S
     agree = agreement([r["est_luts"] for r in with_yosys], [measured[r["label"]] for r in with_yosys])
     axes = list(dict.fromkeys(k for r in rows for k in r if k.startswith("axis:")))
     columns = list(COLUMNS[:3]) + axes + list(COLUMNS[3:])
+    by_layer = _front_members(rows, fronts, "x-LUT")
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("exact", "NOT EXACT", "error")}
     content = {"sweep": sweep, "points": rows, "fronts": fronts, "verdicts": counts,
                "estimate_vs_yosys": agree.to_dict(), "notes": list(notes)}
     write_json(out_dir / "points.json", content)
     write_text(out_dir / "points.csv", _csv(rows, columns))
-    write_text(out_dir / "points.md", _markdown(rows, columns, sweep, fronts, counts, agree, notes))
+    write_text(out_dir / "points.md", _markdown(rows, columns, sweep, fronts, counts, agree, notes)
+               + _layer_table(by_layer))
     if plots:
         for name, a, b in FRONTS:
             plot_front(rows, fronts[name], a, b, out_dir / f"front_{name}.png", f"{sweep}: {name} front")
+        if any(r.get("layers") for r in by_layer):
+            plot_layer_costs(by_layer, out_dir / "layer_costs.png", f"{sweep}: where the LUT estimate goes")
     return content
+
+
+def _front_members(rows: list[dict[str, Any]], fronts: dict[str, list[str]], front: str) -> list[dict[str, Any]]:
+    by_label = {r["label"]: r for r in rows}
+    return [by_label[label] for label in fronts.get(front, [])]
+
+
+def _layer_table(members: list[dict[str, Any]]) -> str:
+    """Per-layer shares of the estimate of the (x resolution, LUT) front's points: what a designer
+    shrinks next."""
+    members = [r for r in members if r.get("layers")]
+    if not members:
+        return ""
+    lines = ["", "## Where the LUT estimate goes (x-LUT front)", "",
+             "Each layer's share of da4ml's cost of the point's adder graph; layers costing nothing "
+             "(inputs, reshapes) are left out. A quantized activation's share is its rounding and "
+             "saturation logic.", "", "| point | est_luts | layers, largest first |", "|---|---|---|"]
+    for r in members:
+        ranked = sorted(r["layers"], key=lambda layer: -layer["estimated_luts"])
+        shares = ", ".join(f"{layer['name']} {100 * layer['share']:.0f}%" for layer in ranked)
+        lines.append(f"| {r['label']} | {_cell(r['est_luts'])} | {shares} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_layer_costs(members: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """One horizontal bar per point, split into its layers' LUT estimates (one colour per layer name)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    members = [r for r in members if r.get("layers")]
+    names = list(dict.fromkeys(layer["name"] for r in members for layer in r["layers"]))
+    colours = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.45 * len(members)), dpi=110)
+    for i, r in enumerate(members):
+        left = 0.0
+        for layer in r["layers"]:
+            colour = colours(names.index(layer["name"]) % 20)
+            ax.barh(i, layer["estimated_luts"], left=left, color=colour, edgecolor="white", linewidth=0.5,
+                    label=layer["name"])
+            left += layer["estimated_luts"]
+    ax.set_yticks(range(len(members)), [r["label"] for r in members], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(AXIS_TITLES["est_luts"])
+    ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              title="layer", title_fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def _cell(value: Any) -> str:

@@ -323,6 +323,27 @@ def test_verilog_project_is_deterministic_and_loads(tmp_path):
     assert all(p.is_file() for p in first.verilog)
 
 
+def test_layer_costs_add_up_to_the_estimate_and_follow_the_weights(tmp_path):
+    model = _tiny_model()
+    project = verilog.build_rtl(model, tmp_path / "random", clock_period_ns=2.0)
+    costs = {layer["name"]: layer["estimated_luts"] for layer in project.layers}
+    assert sum(costs.values()) == project.estimated_luts > 0
+    assert costs["hidden"] > 0 and costs["out"] > 0
+    assert sum(layer["share"] for layer in project.layers) == pytest.approx(1.0)
+
+    # a hidden layer that passes inputs through (unit weights, no bias) needs no adder: its
+    # share is zero and the others keep theirs
+    kernel, bias = model.get_layer("hidden").get_weights()
+    passthrough = np.zeros_like(kernel)
+    passthrough[np.arange(kernel.shape[1]), np.arange(kernel.shape[1])] = 0.5
+    model.get_layer("hidden").set_weights([passthrough, np.zeros_like(bias)])
+    shifted = verilog.build_rtl(model, tmp_path / "passthrough", clock_period_ns=2.0)
+    shifted_costs = {layer["name"]: layer["estimated_luts"] for layer in shifted.layers}
+    assert shifted_costs["hidden"] == 0
+    assert shifted_costs["out"] > 0
+    assert sum(shifted_costs.values()) == shifted.estimated_luts
+
+
 @pytest.fixture(scope="module")
 def sim_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("rtlsim_cache")

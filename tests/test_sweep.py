@@ -125,7 +125,10 @@ def _record(x: float, y: float, luts: float, verdict: str = "exact") -> dict:
                          "max_lsb_difference": 0, "error": None, "first_differing_layer": {"layer": "dense_1"}}}
     return {"resolution": resolution, "params": 100, "verdict": verdict, "seconds": {"total": 1.0},
             "csim": {"exact": verdict == "exact", "error": None, "sets": sets},
-            "estimate": {"luts": luts, "latency_cycles": 3, "clock_period_ns": 5.0, "latency_ns": 15.0}}
+            "estimate": {"luts": luts, "latency_cycles": 3, "clock_period_ns": 5.0, "latency_ns": 15.0,
+                         "layers": [{"name": "input_quant", "estimated_luts": 0.0, "share": 0.0},
+                                    {"name": "dense_1", "estimated_luts": 0.75 * luts, "share": 0.75},
+                                    {"name": "mdn_output", "estimated_luts": 0.25 * luts, "share": 0.25}]}}
 
 
 def test_a_non_exact_point_is_never_on_a_front_and_is_marked(tmp_path):
@@ -148,6 +151,13 @@ def test_a_non_exact_point_is_never_on_a_front_and_is_marked(tmp_path):
     assert "**NOT EXACT**" in (tmp_path / "points.md").read_text()
     for name in ("x-LUT", "y-LUT", "x-latency"):
         assert (tmp_path / f"front_{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # the x-LUT front's points, each with its layers' shares (free layers left out)
+    assert by_label["small"]["largest_layer"] == "dense_1 75%"
+    markdown = (tmp_path / "points.md").read_text()
+    layer_table = markdown[markdown.index("## Where the LUT estimate goes"):]
+    assert "| small | 1000 | dense_1 75%, mdn_output 25% |" in layer_table
+    assert "| big | 5000 |" in layer_table and "cheap_but_wrong" not in layer_table
+    assert (tmp_path / "layer_costs.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_exits_non_zero_when_a_point_is_not_exact(tmp_path, capsys):
@@ -197,6 +207,8 @@ def test_three_point_sweep_on_a_local_cluster(tmp_path, tiny_data):
         record = json.loads((tmp_path / "work" / "three" / "points" / row["key"] / "point.json").read_text())
         assert record["csim"]["exact"] and record["csim"]["events"] > 0
         assert set(record["csim"]["sets"]) > {"held_out"}  # adversarial sets too
+        layers = {layer["name"]: layer["estimated_luts"] for layer in record["estimate"]["layers"]}
+        assert sum(layers.values()) == record["estimate"]["luts"] and layers["dense_1"] > 0
     # a second run finds every point on disk and starts no cluster
     again = run_sweep(load_sweep(path), tmp_path / "work", tmp_path / "report2", workers=2,
                       cache_dir=tmp_path / "cache")

@@ -36,7 +36,7 @@ import numpy as np
 
 from firmware.fixedpoint import Precision
 from firmware.graph import LayerRecord, ModelGraph, check_input_precision, model_graph, quantizer_precision, refusal
-from firmware.thirdparty import da4ml_variables, solve_constant_matrix
+from firmware.thirdparty import da4ml_variables, solve_constant_matrix, variable_costs, variables_behind
 from smartpix.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -725,6 +725,23 @@ def comb_logic(inp: Any, out: Any) -> Any:
     from da4ml.trace import comb_trace
 
     return comb_trace(inp, out, keep_dead_inputs=True)
+
+
+def layer_costs(graph: ReplayGraph, inp: Any, traced: dict[str, Any]) -> dict[str, float]:
+    """{node name: its share of the traced logic's cost}; the shares sum to the whole design's.
+
+    An operation belongs to the first node, in graph order, whose output is computed from it. The
+    attribution follows what the solved design keeps, not what a node's trace created: da4ml may
+    fold a node's work into the next one (a quantizer applied to a bias addition, say), and a
+    cut of the graph at a node's output would then count that work twice."""
+    cost = variable_costs(np.ravel(da4ml_variables(inp)), np.ravel(da4ml_variables(traced[graph.output])))
+    seen = {v.id: v for v in np.ravel(da4ml_variables(inp))}
+    shares = {}
+    for node in graph.nodes:
+        before = set(seen)
+        variables_behind(np.ravel(da4ml_variables(traced[node.name])), seen)
+        shares[node.name] = sum(cost.get(i, 0.0) for i in seen.keys() - before)
+    return shares
 
 
 def _codes_of(values: np.ndarray, frac: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from firmware.fixedpoint import Precision
-from firmware.rtl.replay import HARD_DC, ReplayGraph, comb_logic, extract_graph, trace_graph
+from firmware.rtl.replay import HARD_DC, ReplayGraph, comb_logic, extract_graph, layer_costs, trace_graph
 from firmware.thirdparty import emit_verilog, port_word_kif, uses_lookup_tables, verilog_library
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.errors import PipelineError
@@ -163,7 +163,7 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
     if 0 < cutoff < 1:
         raise PipelineError(f"latency cutoff {cutoff}: at least one adder level per stage (or 0 for combinational)")
     graph = extract_graph(load_quantized_model(model_dir_or_model), input_precision)
-    traced, comb = _trace(graph, cutoff, hard_dc)
+    inp, traced, comb = _trace(graph, cutoff, hard_dc)
     name = _verilog_name(graph.model_name)
     sources = emit_verilog(comb, name, cutoff)
     if uses_lookup_tables(comb):
@@ -179,7 +179,7 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
         clock_period_ns=float(clock_period_ns), latency_cutoff=cutoff,
         input_shape=graph.input.out_shape, output_shape=graph.node(graph.output).out_shape,
         model_name=graph.model_name, content_hash="", estimated_luts=float(comb.cost),
-        layers=_layer_summary(graph, traced),
+        layers=_layer_summary(graph, traced, layer_costs(graph, inp, traced)),
     )
     project = _write_project(project, sources.files)
     log.info("wrote %s: top %s, %d stages (%d cycles at %.3g ns), %d inputs, %d outputs", project.path,
@@ -187,14 +187,15 @@ def build_rtl(model_dir_or_model: Any, out_dir: Path, clock_period_ns: float = 5
     return project
 
 
-def _trace(graph: ReplayGraph, cutoff: float, hard_dc: int) -> tuple[dict[str, Any], Any]:
-    """Every node's traced variables and the combinational logic from the input to the output."""
+def _trace(graph: ReplayGraph, cutoff: float, hard_dc: int) -> tuple[Any, dict[str, Any], Any]:
+    """The traced input, every node's traced variables, and the combinational logic from the
+    input to the output."""
     start = time.perf_counter()
     inp, traced = trace_graph(graph, latency_cutoff=cutoff if cutoff > 0 else -1, hard_dc=hard_dc)
     comb = comb_logic(inp, traced[graph.output])
     log.info("traced %s in %.1f s: %d operations, estimated %d LUTs", graph.model_name,
              time.perf_counter() - start, len(comb.ops), round(comb.cost))
-    return traced, comb
+    return inp, traced, comb
 
 
 def _write_project(project: RtlProject, files: dict[str, str]) -> RtlProject:
@@ -230,10 +231,14 @@ def _port_formats(qints: Sequence[Any]) -> tuple[Precision, ...]:
     return tuple([Precision.from_kif(*port_word_kif(qints))] * len(qints))
 
 
-def _layer_summary(graph: ReplayGraph, traced: dict[str, Any]) -> list[dict[str, Any]]:
+def _layer_summary(graph: ReplayGraph, traced: dict[str, Any], costs: dict[str, float]) -> list[dict[str, Any]]:
+    """Each node as the graph describes it, with its widest word and its part of the estimate."""
     summary = []
+    total = sum(costs.values())
     for node in graph.nodes:
         item = node.describe()
+        item["estimated_luts"] = costs[node.name]
+        item["share"] = costs[node.name] / total if total else 0.0
         arr = traced.get(node.name)
         if arr is not None:
             kif = np.asarray(arr.kif).reshape(3, -1)
