@@ -48,17 +48,14 @@ EPOCHS_FLAG   := $(if $(EPOCHS),--epochs $(EPOCHS))
 $(MODELS)/%/model.h5: model_specs/%.yml $(DATA)/.complete $(TRAIN_SOURCES)
 	$(SMARTPIX) train --spec $< --data $(DATA) --out $(MODELS)/$* $(EPOCHS_FLAG)
 
-$(MODELS)/%_float/model.h5: model_specs/%.yml $(DATA)/.complete $(TRAIN_SOURCES)
-	$(SMARTPIX) train --spec $< --float --data $(DATA) --out $(MODELS)/$*_float $(EPOCHS_FLAG)
-
 # the models the hardware configurations build (their `model:` lines)
 MODEL_FILES := $(sort $(addsuffix /model.h5,$(shell sed -n 's/^model: *//p' $(CONFIGS))))
 SPEC_MODELS := $(patsubst model_specs/%.yml,$(MODELS)/%/model.h5,$(SPECS))
 
 train: $(SPEC_MODELS) ## train one QKeras model per spec in model_specs/ (build/models/<spec>/)
 
-evaluate: $(MODEL_FILES) $(MODELS)/baseline_float/model.h5 ## resolution tables and plots (build/reports/evaluation/)
-	$(SMARTPIX) evaluate --data $(DATA) --models $(MODELS)/baseline $(MODELS)/xysum --float-baseline $(MODELS)/baseline_float
+evaluate: $(SPEC_MODELS) ## every spec's model against its float twin: tables and plots (build/reports/evaluation/)
+	$(SMARTPIX) evaluate --data $(DATA) --models $(patsubst %/model.h5,%,$(SPEC_MODELS))
 
 firmware: $(MODEL_FILES) ## write one hls4ml project per configuration (build/firmware/<config>/)
 	$(SMARTPIX) firmware $(CONFIG) --jobs $(JOBS)

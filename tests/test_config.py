@@ -6,6 +6,7 @@ import pytest
 
 from firmware.config import BACKENDS, IO_TYPES, STRATEGIES, load_config, load_configs
 from firmware.fixedpoint import Precision, parse_precision
+from firmware.rtl.yosys import synthesis_target
 from smartpix.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,12 @@ def test_shipped_configurations_cover_the_required_space():
     assert {c.io_type for c in configs} == set(IO_TYPES)
     assert {c.strategy for c in configs} == set(STRATEGIES)
     assert any(c.reuse_factor > 1 for c in configs)
-    assert {Path(c.model).name for c in configs} == {"baseline", "xysum"}
+    # every shipped model spec is built for at least one FPGA and one ASIC (an open-flow gate count)
+    specs = {p.stem for p in (REPO / "model_specs").glob("*.yml")}
+    assert {Path(c.model).name for c in configs} == specs
+    for spec in specs:
+        targets = {synthesis_target(c.part) for c in configs if Path(c.model).name == spec}
+        assert "generic" in targets and targets - {"generic"}, spec
     assert any(c.accumulators == "weight_range" or c.layer_overrides for c in configs)
 
 

@@ -219,14 +219,16 @@ def _synthetic_predictions(seed=9, n=4000):
     ]
 
 
-TABLES = ["resolution.csv", "resolution.json", "resolution.md", "calibration.csv", "resolution_vs_abs_cotalpha.csv"]
+TABLES = ["resolution.csv", "resolution.json", "resolution.md", "models.md", "calibration.csv",
+          "resolution_vs_abs_cotalpha.csv"]
 PLOTS = ["residuals.png", "pulls.png", "calibration.png", "resolution_vs_abs_cotalpha.png"]
 
 
 def test_write_report_tables_rows_and_deterministic_bytes(tmp_path):
     predictions = _synthetic_predictions()
-    report = ev.write_report(predictions, tmp_path / "one", notes=["a note"], plots=False)
-    ev.write_report(_synthetic_predictions(), tmp_path / "two", notes=["a note"], plots=False)
+    twins = {"model_a": "model_a_float"}
+    report = ev.write_report(predictions, tmp_path / "one", notes=["a note"], plots=False, twins=twins)
+    ev.write_report(_synthetic_predictions(), tmp_path / "two", notes=["a note"], plots=False, twins=twins)
     for name in TABLES:
         first, second = (tmp_path / "one" / name).read_bytes(), (tmp_path / "two" / name).read_bytes()
         assert first and first == second, name
@@ -257,6 +259,15 @@ def test_write_report_tables_rows_and_deterministic_bytes(tmp_path):
     assert len(calibration) == 3 * 4 * ev.CALIBRATION_BINS
     ratios = [float(r["ratio"]) for r in calibration if r["model"] == "model_a_float"]
     assert np.median(ratios) == pytest.approx(1.5, rel=0.1)
+
+    # models.md: one row per network; the quantized model's widths over its twin's
+    models = [line.split("|")[1:-1] for line in (tmp_path / "one" / "models.md").read_text().splitlines()[2:]]
+    assert [m[0].strip() for m in models] == ["model_a", "model_a_float"]
+    expected = [ev.core_width_68(predictions[0].residuals[:, i]) / ev.core_width_68(predictions[1].residuals[:, i])
+                for i in range(4)]
+    assert models[0][-1].strip() == " / ".join(f"{r:.2f}" for r in expected)
+    assert all(r == pytest.approx(1 / 1.5, rel=0.1) for r in expected)
+    assert models[1][-1].strip() == "-"  # a twin has no twin
     with open(tmp_path / "one" / "resolution_vs_abs_cotalpha.csv", newline="") as f:
         alpha = list(csv.DictReader(f))
     assert sum(int(r["events"]) for r in alpha if r["model"] == "model_a") == 4000
@@ -325,16 +336,17 @@ def test_generate_train_evaluate_end_to_end(tmp_path, capsys):
     data, models, out = tmp_path / "data", tmp_path / "models", tmp_path / "evaluation"
     done = _smartpix("generate", "--out", str(data), "--files", "6", "--events-per-file", "300", "--seed", "3")
     assert done.returncode == 0, done.stderr
-    for name, extra in (("baseline", ()), ("baseline_float", ("--float",))):
-        done = _smartpix("train", "--data", str(data), "--out", str(models / name), "--epochs", "1",
-                         "--reference-events", "50", *extra)
-        assert done.returncode == 0, done.stderr
+    # the float twin is trained first and kept beside the quantized model (baseline/float)
+    done = _smartpix("train", "--data", str(data), "--out", str(models / "baseline"), "--epochs", "1",
+                     "--recipe", "float_then_quantized", "--float-epochs", "1", "--reference-events", "50")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((models / "baseline" / "float" / "model.json").read_text())["quantized"] is False
 
-    args = ["evaluate", "--data", str(data), "--models", str(models / "baseline"),
-            "--float-baseline", str(models / "baseline_float")]
+    args = ["evaluate", "--data", str(data), "--models", str(models / "baseline")]
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| baseline | qkeras | x-midplane | um |" in printed  # the CLI prints the table
+    assert printed.startswith("| model | x (um) | y (um) | cotAlpha | cotBeta | pull widths |")  # models.md
+    ratio_cell = printed.splitlines()[2].split("|")[-2].strip()
     for name in TABLES + PLOTS:
         assert (out / name).stat().st_size > 0, name
     rows = _rows(out / "resolution.csv")
@@ -342,6 +354,8 @@ def test_generate_train_evaluate_end_to_end(tmp_path, capsys):
         (m, k, t) for m, k in (("baseline", "qkeras"), ("baseline_float", "float"), ("label_mean", "label-mean"))
         for t in ev.TARGETS]
     assert all(float(r["core_width_68"]) > 0 and r["pull_width_68"] and r["nll"] for r in rows)
+    widths = {(r["model"], r["target"]): float(r["core_width_68"]) for r in rows}
+    assert ratio_cell == " / ".join(f"{widths['baseline', t] / widths['baseline_float', t]:.2f}" for t in ev.TARGETS)
 
     # every event of the model's own test files, read straight from the parquet labels
     description = json.loads((models / "baseline" / "model.json").read_text())

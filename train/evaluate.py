@@ -307,6 +307,55 @@ def markdown_table(rows: list[dict[str, Any]], notes: Sequence[str] = ()) -> str
     return "\n".join(lines) + "\n"
 
 
+SHORT_NAMES = {"x-midplane": "x", "y-midplane": "y", "cotAlpha": "cotAlpha", "cotBeta": "cotBeta"}
+
+
+def model_table(resolution: Sequence[dict[str, Any]], twins: dict[str, str],
+                targets: Sequence[str] = TARGETS) -> list[dict[str, Any]]:
+    """One row per network: its 68% half-widths, the range of its pull widths, its largest
+    |bias| as a fraction of the half-width, and (for a model with a float twin) the ratios of
+    its half-widths to the twin's."""
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    kinds: dict[str, str] = {}
+    for row in resolution:
+        by_model.setdefault(row["model"], {})[row["target"]] = row
+        kinds[row["model"]] = row["kind"]
+    rows = []
+    for model, per_target in by_model.items():
+        if kinds[model] == "label-mean":
+            continue
+        row: dict[str, Any] = {"model": model, "kind": kinds[model], "float_twin": twins.get(model)}
+        pulls, biases = [], []
+        for target in targets:
+            r = per_target[target]
+            short = SHORT_NAMES.get(target, target)
+            row[short] = r["core_width_68"]
+            pulls.append(r.get("pull_width_68", math.nan))
+            biases.append(abs(r["bias"]) / r["core_width_68"] if r["core_width_68"] else math.nan)
+            twin = by_model.get(twins.get(model, ""), {}).get(target)
+            row[f"{short}_ratio"] = r["core_width_68"] / twin["core_width_68"] if twin else None
+        row.update(pull_min=min(pulls), pull_max=max(pulls), max_bias_fraction=max(biases))
+        rows.append(row)
+    return rows
+
+
+def model_markdown(rows: Sequence[dict[str, Any]], targets: Sequence[str] = TARGETS) -> str:
+    """The models table: resolutions, pull widths, bias, and each quantized model's ratios to its
+    full-precision twin (the same architecture and data, trained in float)."""
+    shorts = [SHORT_NAMES.get(t, t) for t in targets]
+    heads = [f"{s} ({UNITS[t]})" if UNITS.get(t) else s for s, t in zip(shorts, targets)]
+    lines = ["| model | " + " | ".join(heads) + " | pull widths | max abs(bias) / width | quantized / float twin ("
+             + ", ".join(shorts) + ") |",
+             "|---|" + "---:|" * len(heads) + "---|---:|---|"]
+    for row in rows:
+        ratios = [row.get(f"{s}_ratio") for s in shorts]
+        ratio_cell = " / ".join(f"{r:.2f}" for r in ratios) if all(r is not None for r in ratios) else "-"
+        lines.append(f"| {row['model']} | " + " | ".join(_cell(row[s], 4) for s in shorts)
+                     + f" | {row['pull_min']:.2f}-{row['pull_max']:.2f} | {row['max_bias_fraction']:.3f} | "
+                     + ratio_cell + " |")
+    return "\n".join(lines) + "\n"
+
+
 def summarize(predictions: Sequence[Prediction], calibration_bins: int = CALIBRATION_BINS,
               alpha_bins: int = ALPHA_BINS, targets: Sequence[str] = TARGETS) -> dict[str, Any]:
     """Resolution, calibration and x-resolution-vs-|cotAlpha| rows of every prediction."""
@@ -330,9 +379,11 @@ def summarize(predictions: Sequence[Prediction], calibration_bins: int = CALIBRA
 
 def write_report(predictions: Sequence[Prediction], out_dir: Path, notes: Sequence[str] = (),
                  calibration_bins: int = CALIBRATION_BINS, alpha_bins: int = ALPHA_BINS,
-                 targets: Sequence[str] = TARGETS, plots: bool = True) -> dict[str, Any]:
+                 targets: Sequence[str] = TARGETS, plots: bool = True,
+                 twins: dict[str, str] | None = None) -> dict[str, Any]:
     """Write the tables (and with `plots` the PNG plots) of `predictions` into `out_dir`, each
-    file atomically; the same predictions give the same bytes. Returns resolution.json's content."""
+    file atomically; the same predictions give the same bytes. `twins` maps a quantized model's
+    name to its float twin's, for the ratios of models.md. Returns resolution.json's content."""
     if not predictions:
         raise PipelineError("nothing to evaluate: no models and no baselines")
     names = [p.name for p in predictions]
@@ -341,6 +392,7 @@ def write_report(predictions: Sequence[Prediction], out_dir: Path, notes: Sequen
         raise PipelineError(f"two entries are named {', '.join(duplicate)}: model names must be unique")
     out_dir = Path(out_dir)
     tables = summarize(predictions, calibration_bins, alpha_bins, targets)
+    models = model_table(tables["resolution"], twins or {}, targets)
     report = {
         "targets": list(targets),
         "units": {t: UNITS.get(t, "") for t in targets},
@@ -348,11 +400,13 @@ def write_report(predictions: Sequence[Prediction], out_dir: Path, notes: Sequen
         "entries": [{"name": p.name, "kind": p.kind, "source": p.source, "events": int(len(p.truth)),
                      "nll": _number(p.nll), "test_files": list(p.test_files)} for p in predictions],
         "notes": list(notes),
-        **{key: [{k: _number(v) for k, v in row.items()} for row in rows] for key, rows in tables.items()},
+        **{key: [{k: _number(v) for k, v in row.items()} for row in rows]
+           for key, rows in {**tables, "models": models}.items()},
     }
     write_json(out_dir / "resolution.json", report)
     write_text(out_dir / "resolution.csv", _csv_text(tables["resolution"], RESOLUTION_COLUMNS))
     write_text(out_dir / "resolution.md", markdown_table(tables["resolution"], notes))
+    write_text(out_dir / "models.md", model_markdown(models, targets))
     write_text(out_dir / "calibration.csv", _csv_text(tables["calibration"], CALIBRATION_COLUMNS))
     write_text(out_dir / "resolution_vs_abs_cotalpha.csv",
                _csv_text(tables["resolution_vs_abs_cotalpha"], ALPHA_COLUMNS))
@@ -598,7 +652,8 @@ def evaluate(model_dirs: list[Path], data_dir: Path | None, out_dir: Path = DEFA
         if value is not None and value < 1:
             raise PipelineError(f"{name} must be at least 1, got {value}")
     notes: list[str] = []
-    entries = _entries(model_dirs, float_baseline, notes)
+    twins: dict[str, str] = {}
+    entries = _entries(model_dirs, float_baseline, notes, twins)
     groups = _test_sets(entries, data_dir, seed)
     if len(groups) > 1:
         notes.append("the entries do not all share one test set (data directory, options or test files differ); "
@@ -607,23 +662,36 @@ def evaluate(model_dirs: list[Path], data_dir: Path | None, out_dir: Path = DEFA
     baseline = _label_mean_prediction(entries[0], predictions[entries[0].name], first_test_set, label_mean_events,
                                       notes)
     ordered = [predictions[e.name] for e in entries] + [baseline]
-    report = write_report(ordered, Path(out_dir), notes, calibration_bins=calibration_bins, plots=plots)
+    report = write_report(ordered, Path(out_dir), notes, calibration_bins=calibration_bins, plots=plots,
+                          twins=twins)
     log.info("wrote %s", Path(out_dir))
     return report
 
 
-def _entries(model_dirs: list[Path], float_baseline: Path | None, notes: list[str]) -> list[_Model]:
-    """The models to evaluate (the float baseline last), each name used once."""
-    entries = [_describe(d, "model") for d in model_dirs]
+def _entries(model_dirs: list[Path], float_baseline: Path | None, notes: list[str],
+             twins: dict[str, str]) -> list[_Model]:
+    """The models to evaluate, each followed by its float twin when it has one (the float
+    baseline last), each name used once; `twins` is filled with {model: its twin}."""
+    from train.fit import FLOAT_TWIN
+
+    entries = []
+    for directory in model_dirs:
+        entry = _describe(directory, "model")
+        entries.append(entry)
+        # the full-precision twin the quantized model was fine-tuned from, saved beside it
+        if entry.kind == "qkeras" and (Path(directory) / FLOAT_TWIN / "model.json").is_file():
+            twin = _describe(Path(directory) / FLOAT_TWIN, "float twin")
+            twins[entry.name] = twin.name
+            entries.append(twin)
     if float_baseline is not None:
         float_entry = _describe(float_baseline, "float baseline")
         if float_entry.kind != "float":
             raise PipelineError(f"float baseline {float_baseline} is a quantized model (model.json 'quantized'); "
                                 "train the full-precision twin with `smartpix train --float`")
         entries.append(float_entry)
-    else:
-        log.info("no --float-baseline given: the full-precision baseline is skipped")
-        notes.append("full-precision baseline skipped (no --float-baseline model directory given)")
+    elif not twins:
+        log.info("no float twin and no --float-baseline: the full-precision baseline is skipped")
+        notes.append("full-precision baseline skipped (no float twin and no --float-baseline model directory)")
     seen: dict[str, Path] = {}
     for entry in entries:
         if entry.name == LABEL_MEAN_NAME or entry.name in seen:
@@ -735,6 +803,6 @@ def run(args: argparse.Namespace) -> int:
     evaluate(args.models, args.data, args.out, float_baseline=args.float_baseline, max_events=args.max_events,
              seed=args.seed, label_mean_events=args.label_mean_events, calibration_bins=args.calibration_bins,
              plots=args.plots)
-    print((Path(args.out) / "resolution.md").read_text(), end="")
-    print(f"wrote {args.out}")
+    print((Path(args.out) / "models.md").read_text(), end="")
+    print(f"wrote {args.out} (every target and baseline in resolution.md)")
     return 0

@@ -39,6 +39,8 @@ DEFAULT_MODELS = paths.MODELS
 
 
 RECIPES = ("quantized", "float_then_quantized")
+# the folder, inside a model directory, of the full-precision twin a quantized model started from
+FLOAT_TWIN = "float"
 SCHEDULES = ("constant", "cosine")
 
 
@@ -135,7 +137,8 @@ def train(
         if quantized and options.recipe == "float_then_quantized":
             twin = build_model(spec, input_shape, quantized=False)
             log.info("training the full-precision twin first (%d epochs)", options.float_epochs)
-            _fit(twin, train_data, val_data, options, options.learning_rate, options.float_epochs, steps, tmp / "float")
+            _fit(twin, train_data, val_data, options, options.learning_rate, options.float_epochs, steps,
+                 tmp / FLOAT_TWIN)
             copied = copy_matching_weights(twin, model)
             log.info("fine-tuning %s from the twin's weights (%d layers copied)", model.name, copied)
             learning_rate = options.finetune_learning_rate
@@ -145,7 +148,7 @@ def train(
         if not val_losses or not np.isfinite(min(val_losses)):
             raise PipelineError(f"training of {model.name} diverged (validation loss {val_losses[-1:]})")
 
-        save_model_directory(tmp, model, spec, data_options, ref_inputs, ref_labels, {
+        provenance = {
             "seed": options.seed,
             "data_dir": str(data_dir),
             "files": {
@@ -154,7 +157,13 @@ def train(
                 "test": [p.tag for p in test_pairs],
             },
             "training": dict(vars(options)),
-        }, name=Path(out_dir).name, quantized=quantized)
+        }
+        if quantized and options.recipe == "float_then_quantized":
+            # the twin is a model directory of its own: the evaluation compares each model with it
+            save_model_directory(tmp / FLOAT_TWIN, twin, spec, data_options, ref_inputs, ref_labels, provenance,
+                                 name=f"{Path(out_dir).name}_float", quantized=False)
+        save_model_directory(tmp, model, spec, data_options, ref_inputs, ref_labels, provenance,
+                             name=Path(out_dir).name, quantized=quantized)
         best = int(np.argmin(val_losses))
         write_json(tmp / "metrics.json", {
             "best_epoch": best + 1,
