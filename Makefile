@@ -41,30 +41,42 @@ $(DATA)/.complete: $(VENV)/.installed train/generator.py train/dataset.py
 data: $(DATA)/.complete ## generate the default synthetic dataset (build/data/synthetic)
 
 # One model per spec file; a spec, the data or the training code changing retrains it.
+# Training profiles: full (the specs as written, build/models) and quick (a few epochs,
+# build/models-quick). Exactness holds for any weights, so `make csim` proves the firmware on
+# quick models unless PROFILE is given; every other target trains and reads full models unless
+# PROFILE=quick.
+PROFILE       ?= full
+QUICK_MODELS  := $(BUILD)/models-quick
+CSIM_PROFILE  := $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),quick)
 SPECS         := $(wildcard model_specs/*.yml)
 TRAIN_SOURCES := $(wildcard train/*.py)
 EPOCHS_FLAG   := $(if $(EPOCHS),--epochs $(EPOCHS))
 
 $(MODELS)/%/model.h5: model_specs/%.yml $(DATA)/.complete $(TRAIN_SOURCES)
-	$(SMARTPIX) train --spec $< --data $(DATA) --out $(MODELS)/$* $(EPOCHS_FLAG)
+	$(SMARTPIX) train --spec $< --data $(DATA) --out $(MODELS)/$* --profile full $(EPOCHS_FLAG)
 
-# the models the hardware configurations build (their `model:` lines)
-MODEL_FILES := $(sort $(addsuffix /model.h5,$(shell sed -n 's/^model: *//p' $(CONFIGS))))
-SPEC_MODELS := $(patsubst model_specs/%.yml,$(MODELS)/%/model.h5,$(SPECS))
+$(QUICK_MODELS)/%/model.h5: model_specs/%.yml $(DATA)/.complete $(TRAIN_SOURCES)
+	$(SMARTPIX) train --spec $< --data $(DATA) --out $(QUICK_MODELS)/$* --profile quick $(EPOCHS_FLAG)
 
-train: $(SPEC_MODELS) ## train one QKeras model per spec in model_specs/ (build/models/<spec>/)
+# a profile's models folder; the model files of the specs, and of the ones the configurations name
+models_of     = $(if $(filter quick,$(1)),$(QUICK_MODELS),$(MODELS))
+spec_models   = $(patsubst model_specs/%.yml,$(call models_of,$(1))/%/model.h5,$(SPECS))
+CONFIG_MODELS := $(sort $(notdir $(shell sed -n 's/^model: *//p' $(CONFIGS))))
+config_models = $(addprefix $(call models_of,$(1))/,$(addsuffix /model.h5,$(CONFIG_MODELS)))
 
-evaluate: $(SPEC_MODELS) ## every spec's model against its float twin: tables and plots (build/reports/evaluation/)
-	$(SMARTPIX) evaluate --data $(DATA) --models $(patsubst %/model.h5,%,$(SPEC_MODELS))
+train: $(call spec_models,$(PROFILE)) ## train one QKeras model per spec in model_specs/ (build/models/<spec>/)
 
-firmware: $(MODEL_FILES) ## write one hls4ml project per configuration (build/firmware/<config>/)
-	$(SMARTPIX) firmware $(CONFIG) --jobs $(JOBS)
+evaluate: $(call spec_models,$(PROFILE)) ## every spec's model against its float twin: tables and plots (build/reports/evaluation/)
+	$(SMARTPIX) evaluate --data $(DATA) --models $(patsubst %/model.h5,%,$(call spec_models,$(PROFILE)))
 
-csim: $(MODEL_FILES) ## bit-exact C simulation of every configuration (build/reports/csim.md)
-	$(SMARTPIX) csim $(CONFIG) --jobs $(JOBS)
+firmware: $(call config_models,$(PROFILE)) ## write one hls4ml project per configuration (build/firmware/<config>/)
+	$(SMARTPIX) firmware $(CONFIG) --jobs $(JOBS) --models-dir $(call models_of,$(PROFILE))
 
-synth: $(MODEL_FILES) ## vendor HLS synthesis where installed; open RTL flow (Verilator, Yosys)
-	$(SMARTPIX) synth $(CONFIG)
+csim: $(call config_models,$(CSIM_PROFILE)) ## bit-exact C simulation of every configuration (build/reports/csim.md)
+	$(SMARTPIX) csim $(CONFIG) --jobs $(JOBS) --models-dir $(call models_of,$(CSIM_PROFILE))
+
+synth: $(call config_models,$(PROFILE)) ## vendor HLS synthesis where installed; open RTL flow (Verilator, Yosys)
+	$(SMARTPIX) synth $(CONFIG) --models-dir $(call models_of,$(PROFILE))
 
 report: setup ## summary of every configuration (build/reports/summary.md); REPORTS=<folder> reads reports made elsewhere
 ifneq ($(REPORTS),)

@@ -198,10 +198,26 @@ def load_configs(config_dir: Path = DEFAULT_CONFIG_DIR, names: list[str] | None 
     return load_folder(config_dir, load_config, "configuration", names)
 
 
+def with_models_dir(configs: list[HardwareConfig], models_dir: Path | None) -> list[HardwareConfig]:
+    """The configurations with each model read from `models_dir`/<its folder name> instead (the
+    same specs trained under another profile, or elsewhere)."""
+    if models_dir is None:
+        return configs
+    return [dataclasses.replace(c, model=Path(models_dir) / Path(c.model).name) for c in configs]
+
+
+def selected_configs(args) -> list[HardwareConfig]:
+    """The configurations a stage's command line selects (see `add_selection_arguments`)."""
+    return with_models_dir(load_configs(args.config_dir, args.configs or None), args.models_dir)
+
+
 def add_selection_arguments(parser, firmware_dir: Path, reports_dir: Path | None = None) -> None:
     """The command-line arguments every per-configuration stage shares."""
     parser.add_argument("configs", nargs="*", help="configuration names (default: every file in --config-dir)")
     parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
+    parser.add_argument("--models-dir", type=Path, default=None,
+                        help="read each configuration's model from DIR/<name of its model folder> "
+                             "(e.g. build/models-quick: the specs trained with the quick profile)")
     parser.add_argument("--firmware-dir", type=Path, default=firmware_dir,
                         help="one project folder per configuration below this")
     if reports_dir is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.config import HardwareConfig, add_selection_arguments, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, load_configs, selected_configs
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR
 from smartpix import paths
 from smartpix.artifacts import atomic_path, write_json, write_text
@@ -603,7 +603,7 @@ def run(args: argparse.Namespace) -> int:
                                 args.configs or None)
         origin = f"Vendor figures read from projects synthesized elsewhere, in `{args.from_dir}`."
     else:
-        configs = load_configs(args.config_dir, args.configs or None)
+        configs = selected_configs(args)
         rows = summary_rows(configs, args.reports, args.firmware_dir)
     written = write_summary(rows, args.reports, origin)
     print((Path(args.reports) / "summary.md").read_text())

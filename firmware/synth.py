@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware.config import HardwareConfig, add_selection_arguments, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, selected_configs
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR, ensure_projects
 from firmware.hls.vendor import VendorResult, run_vendor
 from smartpix import paths
@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    configs = load_configs(args.config_dir, args.configs or None)
+    configs = selected_configs(args)
     results = run_synthesis(configs, args.firmware_dir, args.vsynth, args.cosim, not args.no_open_flow,
                             args.cache_dir)
     path = write_json(Path(args.reports) / "synth.json",

@@ -1,5 +1,6 @@
 """Hardware configuration files: the shipped ones load, bad ones fail with the key named."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,19 @@ def test_a_file_that_is_not_utf8_is_one_line(tmp_path):
     assert _message(path) == f"{path}: not UTF-8 text (byte 0xe9 at line 6)"
     path.write_bytes(EXPLICIT.encode() + "description: r\u00e9sum\u00e9\n".encode("utf-8"))
     assert load_config(path).description == "r\u00e9sum\u00e9"
+
+
+def test_a_models_dir_points_every_configuration_at_its_model_there(tmp_path):
+    import argparse
+
+    from firmware.config import add_selection_arguments, selected_configs
+
+    parser = argparse.ArgumentParser()
+    add_selection_arguments(parser, tmp_path / "fw")
+    shipped = selected_configs(parser.parse_args(["--config-dir", str(REPO / "hls_configs")]))
+    moved = selected_configs(parser.parse_args(["--config-dir", str(REPO / "hls_configs"),
+                                                "--models-dir", str(tmp_path / "quick")]))
+    assert [c.name for c in moved] == [c.name for c in shipped]
+    for before, after in zip(shipped, moved):
+        assert after.model == tmp_path / "quick" / Path(before.model).name
+        assert after == dataclasses.replace(before, model=after.model)

@@ -4,6 +4,7 @@ verified exactly like one trained here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -189,3 +190,18 @@ def test_a_small_model_of_the_spec_converts_and_simulates_exactly(name, tmp_path
     if adversarial:
         hot = next(v for v in report.verdicts if v.stimulus == "hot_pixels")
         assert hot.events == 2 * 13 * 21 * shape[-1]  # every pixel of every channel alone
+
+
+def test_the_quick_profile_caps_only_the_epochs():
+    from train.fit import QUICK_EPOCHS, QUICK_FLOAT_EPOCHS, TrainOptions, profiled
+
+    for spec in load_specs(DEFAULT_SPEC_DIR):
+        options = TrainOptions(**spec.training)
+        assert profiled(options, "full") == options
+        quick = profiled(options, "quick")
+        assert (quick.float_epochs, quick.epochs) == (min(options.float_epochs, QUICK_FLOAT_EPOCHS),
+                                                      min(options.epochs, QUICK_EPOCHS))
+        assert quick.epochs < options.epochs, spec.name  # the shipped specs train longer than quick
+        assert dataclasses.replace(quick, float_epochs=options.float_epochs, epochs=options.epochs) == options
+    with pytest.raises(PipelineError, match="training profile 'fast' is not one of full, quick"):
+        profiled(TrainOptions(), "fast")

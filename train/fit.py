@@ -81,6 +81,23 @@ class TrainOptions:
             raise PipelineError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
 
+# Training profiles: "full" trains as the spec says; "quick" caps the epochs, for the firmware's
+# exactness proofs (which hold for any weights) and continuous integration, not for physics.
+PROFILES = ("full", "quick")
+QUICK_FLOAT_EPOCHS = 3
+QUICK_EPOCHS = 4
+
+
+def profiled(options: TrainOptions, profile: str) -> TrainOptions:
+    """The options of a spec under a training profile."""
+    if profile not in PROFILES:
+        raise PipelineError(f"training profile {profile!r} is not one of {', '.join(PROFILES)}")
+    if profile == "full":
+        return options
+    return dataclasses.replace(options, float_epochs=min(options.float_epochs, QUICK_FLOAT_EPOCHS),
+                               epochs=min(options.epochs, QUICK_EPOCHS))
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     directory: Path
@@ -293,6 +310,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="model name (default: the spec's name or the architecture)")
     parser.add_argument("--architecture", choices=ARCHITECTURES, default=None,
                         help="without --spec: train this architecture with default bit widths")
+    parser.add_argument("--profile", choices=PROFILES, default="full",
+                        help="full: train as the spec says; quick: at most "
+                             f"{QUICK_FLOAT_EPOCHS}+{QUICK_EPOCHS} epochs (firmware proofs, CI)")
     parser.add_argument("--float", dest="float_model", action="store_true",
                         help="train the unquantized Keras twin of the architecture instead")
     parser.add_argument("--layout", choices=("2D", "3D"), default=None)
@@ -339,7 +359,8 @@ def run(args: argparse.Namespace) -> int:
     data_options = dataset.DataOptions.from_dict(data)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)
                  if getattr(args, f.name) is not None}
-    options = dataclasses.replace(TrainOptions(**(spec_file.training if spec_file else {})), **overrides)
+    options = profiled(TrainOptions(**(spec_file.training if spec_file else {})), args.profile)
+    options = dataclasses.replace(options, **overrides)
     base = spec_file.name if spec_file else spec.architecture
     name = args.name or (f"{base}_float" if args.float_model else base)
     out = args.out or DEFAULT_MODELS / name

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import HardwareConfig, add_selection_arguments, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, selected_configs
 from firmware.hls.project import DEFAULT_FIRMWARE_DIR, PROJECT_NAME, TESTBENCH, FirmwareProject, ensure_projects
 from firmware.verify.stimuli import verification_sets
 from firmware.verify.verdict import Verdict, compare, remember, remembered
@@ -475,7 +475,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    configs = load_configs(args.config_dir, args.configs or None)
+    configs = selected_configs(args)
     compiler()  # one clear line when g++ is missing, before any work
     reports = verify_configs(configs, args.firmware_dir, args.cache_dir, args.jobs, not args.no_adversarial)
     md_path, json_path = write_reports(reports, args.reports)

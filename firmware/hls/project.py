@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.config import HardwareConfig, add_selection_arguments, load_configs
+from firmware.config import HardwareConfig, add_selection_arguments, selected_configs
 from firmware.fixedpoint import Precision
 from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, check_input_precision, model_graph
 from smartpix import paths, processes
@@ -551,7 +551,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    configs = load_configs(args.config_dir, args.configs or None)
+    configs = selected_configs(args)
     failed = 0
     for config, result in zip(configs, ensure_projects(configs, args.firmware_dir, args.jobs)):
         if isinstance(result, PipelineError):
