@@ -78,3 +78,36 @@ def test_snapping_puts_weights_on_their_grid_and_is_idempotent():
 def test_bad_model_options(kwargs, message):
     with pytest.raises(PipelineError, match=message):
         ModelSpec(**kwargs)
+
+
+def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step():
+    import numpy as np
+
+    from tests.helpers import randomize_quantized_weights
+    from train.fit import correct_mean_bias
+    from train.loss import MEAN_INDEX
+    from train.models import disable_ste
+
+    model = build_model(ModelSpec(architecture="xysum"), (13, 21, 2))
+    randomize_quantized_weights(model, seed=5)
+    disable_ste(model)
+    rng = np.random.default_rng(5)
+    x = (rng.integers(0, 64, (600, 13, 21, 2)) * (rng.random((600, 13, 21, 2)) < 0.2) / 4).astype(np.float32)
+    before = model.predict(x, verbose=0).astype(np.float64)
+    offset = np.array([0.1, -0.05, 0.21, 0.013])  # the means' bias (scaled units) to remove
+    labels = (before[:, MEAN_INDEX] - offset).astype(np.float32)
+    old_bias = model.get_layer("mdn_output").get_weights()[1].copy()
+    batches = [(x[i:i + 200], labels[i:i + 200]) for i in range(0, 600, 200)]
+
+    shift = correct_mean_bias(model, batches)
+
+    after = model.predict(x, verbose=0).astype(np.float64)
+    step = 2.0 ** -7  # quantized_bits(8, 0): the output layer's bias grid
+    residual = (after[:, MEAN_INDEX] - labels).mean(axis=0)
+    assert np.all(np.abs(residual) <= step / 2 + 1e-6), residual
+    assert np.allclose(shift, -offset, atol=step / 2 + 1e-6)
+    new_bias = model.get_layer("mdn_output").get_weights()[1]
+    others = [i for i in range(14) if i not in MEAN_INDEX]
+    assert np.array_equal(new_bias[others], old_bias[others])  # the covariance outputs are untouched
+    assert np.array_equal(np.rint(new_bias / step), new_bias / step)  # on the grid
+    assert np.allclose(after[:, others], before[:, others])

@@ -52,6 +52,9 @@ class TrainOptions:
     starts the quantized model from its weights and fine-tunes it for `epochs` at
     `finetune_learning_rate`: quantization-aware training from a good float solution reaches a
     better minimum than quantized training from scratch. `clipnorm` bounds each step (0: off).
+    `bias_correction` then moves the output layer's biases of the four means by minus their mean
+    residual on the validation events, on the bias quantizer's grid: quantization-aware training
+    leaves the means offset by a few least significant bits, which no later step removes.
     """
 
     epochs: int = 20
@@ -65,6 +68,7 @@ class TrainOptions:
     clipnorm: float = 0.0
     float_epochs: int = 20
     finetune_learning_rate: float = 1e-3
+    bias_correction: bool = False
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "reference_events", "patience", "float_epochs"):
@@ -160,6 +164,9 @@ def train(
             log.info("fine-tuning %s from the twin's weights (%d layers copied)", model.name, copied)
             learning_rate = options.finetune_learning_rate
         history = _fit(model, train_data, val_data, options, learning_rate, epochs, steps, tmp)
+        if options.bias_correction:
+            shift = correct_mean_bias(model, val_data)
+            log.info("bias correction of the means (scaled units): %s", ", ".join(f"{v:+.4f}" for v in shift))
         seconds = time.perf_counter() - started
         val_losses = [float(v) for v in history.history.get("val_loss", [])]
         if not val_losses or not np.isfinite(min(val_losses)):
@@ -222,6 +229,31 @@ def _fit(model, train_data, val_data, options: TrainOptions, learning_rate: floa
                             verbose=1 if sys.stderr.isatty() else 2)
     checkpoint.unlink(missing_ok=True)
     return history
+
+
+def correct_mean_bias(model, val_data, output_layer: str = "mdn_output") -> np.ndarray:
+    """Subtract the mean residual of each predicted mean on `val_data` from its bias in
+    `output_layer` (a dense layer whose outputs are the network's, no activation after it), then
+    put the biases back on their quantizer's grid. Returns the applied shift per mean."""
+    from train import dataset
+    from train.loss import MEAN_INDEX
+    from train.models import disable_ste, snap_weights_to_quantized
+
+    snap_weights_to_quantized(model)
+    disable_ste(model)  # exactly the arithmetic the firmware does
+    residual_sum, events = np.zeros(len(MEAN_INDEX)), 0
+    with dataset.loader_errors():
+        for x, y in val_data:
+            outputs = np.asarray(model.predict_on_batch(x), dtype=np.float64)
+            residual_sum += (outputs[:, MEAN_INDEX] - np.asarray(y, dtype=np.float64)).sum(axis=0)
+            events += len(outputs)
+    layer = model.get_layer(output_layer)
+    kernel, bias = layer.get_weights()
+    wanted = bias.astype(np.float64).copy()
+    wanted[list(MEAN_INDEX)] -= residual_sum / max(events, 1)
+    layer.set_weights([kernel, wanted.astype(np.float32)])
+    snap_weights_to_quantized(model)
+    return layer.get_weights()[1][list(MEAN_INDEX)].astype(np.float64) - bias[list(MEAN_INDEX)]
 
 
 def copy_matching_weights(source, target) -> int:
@@ -321,6 +353,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="z-score the pixels with train-set statistics")
     for field in dataclasses.fields(TrainOptions):
         flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"training option (default {field.default})")
+            continue
         kind = type(field.default)
         parser.add_argument(flag, type=kind, default=None, help=f"training option (default {field.default})")
 
