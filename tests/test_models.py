@@ -111,3 +111,35 @@ def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step():
     assert np.array_equal(new_bias[others], old_bias[others])  # the covariance outputs are untouched
     assert np.array_equal(np.rint(new_bias / step), new_bias / step)  # on the grid
     assert np.allclose(after[:, others], before[:, others])
+
+
+def test_sigma_calibration_brings_every_pull_width_to_one_and_leaves_the_means():
+    import numpy as np
+
+    from tests.helpers import randomize_quantized_weights
+    from train.evaluate import core_width_68
+    from train.fit import calibrate_sigmas
+    from train.loss import MEAN_INDEX, covariance
+    from train.models import disable_ste
+
+    model = build_model(ModelSpec(architecture="xysum"), (13, 21, 2))
+    randomize_quantized_weights(model, seed=6)
+    disable_ste(model)
+    rng = np.random.default_rng(6)
+    x = (rng.integers(0, 64, (2000, 13, 21, 2)) * (rng.random((2000, 13, 21, 2)) < 0.2) / 4).astype(np.float32)
+    before = model.predict(x, verbose=0).astype(np.float64)
+    sigma = np.sqrt(np.diagonal(covariance(before), axis1=1, axis2=2))
+    # labels whose scatter around the means is 0.8 to 1.3 times the predicted sigma (within what
+    # the 8-bit biases of the sigma outputs can correct)
+    scatter = np.array([0.8, 0.9, 1.15, 1.3])
+    labels = (before[:, MEAN_INDEX] + rng.normal(size=(2000, 4)) * sigma * scatter).astype(np.float32)
+    batches = [(x[i:i + 500], labels[i:i + 500]) for i in range(0, 2000, 500)]
+
+    widths = calibrate_sigmas(model, batches)
+
+    assert np.allclose(widths[0], scatter, rtol=0.1)
+    after = model.predict(x, verbose=0).astype(np.float64)
+    new_sigma = np.sqrt(np.diagonal(covariance(after), axis1=1, axis2=2))
+    pulls = (after[:, MEAN_INDEX] - labels) / new_sigma
+    assert [core_width_68(pulls[:, t]) for t in range(4)] == pytest.approx([1.0] * 4, abs=0.03)
+    assert np.array_equal(after[:, MEAN_INDEX], before[:, MEAN_INDEX])

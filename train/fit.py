@@ -55,6 +55,8 @@ class TrainOptions:
     `bias_correction` then moves the output layer's biases of the four means by minus their mean
     residual on the validation events, on the bias quantizer's grid: quantization-aware training
     leaves the means offset by a few least significant bits, which no later step removes.
+    `sigma_calibration` scales each target's predicted sigma so that its pulls have a 68% width
+    of 1 on the validation events (see `calibrate_sigmas`).
     """
 
     epochs: int = 20
@@ -69,6 +71,7 @@ class TrainOptions:
     float_epochs: int = 20
     finetune_learning_rate: float = 1e-3
     bias_correction: bool = False
+    sigma_calibration: bool = False
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "reference_events", "patience", "float_epochs"):
@@ -167,6 +170,10 @@ def train(
         if options.bias_correction:
             shift = correct_mean_bias(model, val_data)
             log.info("bias correction of the means (scaled units): %s", ", ".join(f"{v:+.4f}" for v in shift))
+        if options.sigma_calibration:
+            widths = calibrate_sigmas(model, val_data)
+            log.info("sigma calibration: validation pull widths %s before, %s after",
+                     ", ".join(f"{w:.3f}" for w in widths[0]), ", ".join(f"{w:.3f}" for w in widths[-1]))
         seconds = time.perf_counter() - started
         val_losses = [float(v) for v in history.history.get("val_loss", [])]
         if not val_losses or not np.isfinite(min(val_losses)):
@@ -235,25 +242,81 @@ def correct_mean_bias(model, val_data, output_layer: str = "mdn_output") -> np.n
     """Subtract the mean residual of each predicted mean on `val_data` from its bias in
     `output_layer` (a dense layer whose outputs are the network's, no activation after it), then
     put the biases back on their quantizer's grid. Returns the applied shift per mean."""
-    from train import dataset
     from train.loss import MEAN_INDEX
     from train.models import disable_ste, snap_weights_to_quantized
 
     snap_weights_to_quantized(model)
     disable_ste(model)  # exactly the arithmetic the firmware does
-    residual_sum, events = np.zeros(len(MEAN_INDEX)), 0
-    with dataset.loader_errors():
-        for x, y in val_data:
-            outputs = np.asarray(model.predict_on_batch(x), dtype=np.float64)
-            residual_sum += (outputs[:, MEAN_INDEX] - np.asarray(y, dtype=np.float64)).sum(axis=0)
-            events += len(outputs)
+    outputs, labels = _validation_outputs(model, val_data)
     layer = model.get_layer(output_layer)
     kernel, bias = layer.get_weights()
     wanted = bias.astype(np.float64).copy()
-    wanted[list(MEAN_INDEX)] -= residual_sum / max(events, 1)
+    wanted[list(MEAN_INDEX)] -= (outputs[:, MEAN_INDEX] - labels).mean(axis=0)
     layer.set_weights([kernel, wanted.astype(np.float32)])
     snap_weights_to_quantized(model)
     return layer.get_weights()[1][list(MEAN_INDEX)].astype(np.float64) - bias[list(MEAN_INDEX)]
+
+
+def _validation_outputs(model, val_data) -> tuple[np.ndarray, np.ndarray]:
+    """The model's raw outputs and the labels of every validation event (float64)."""
+    from train import dataset
+
+    outputs, labels = [], []
+    with dataset.loader_errors():
+        for x, y in val_data:
+            outputs.append(np.asarray(model.predict_on_batch(x), dtype=np.float64))
+            labels.append(np.asarray(y, dtype=np.float64))
+    return np.concatenate(outputs), np.concatenate(labels)
+
+
+def _pull_widths(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    from train.evaluate import core_width_68
+    from train.loss import MEAN_INDEX, covariance
+
+    sigma = np.sqrt(np.diagonal(covariance(outputs), axis1=1, axis2=2))
+    pulls = (outputs[:, MEAN_INDEX] - labels) / sigma
+    return np.array([core_width_68(pulls[:, t]) for t in range(pulls.shape[1])])
+
+
+def _softplus_inverse(values: np.ndarray) -> np.ndarray:
+    values = np.maximum(values, 1e-12)
+    # log(exp(v) - 1), written to stay finite for large v
+    return values + np.log(-np.expm1(-values))
+
+
+def calibrate_sigmas(model, val_data, output_layer: str = "mdn_output", rounds: int = 3) -> list[np.ndarray]:
+    """Scale the predicted covariance D Sigma D, D = diag(c), so that every target's pulls on
+    `val_data` have a 68% width of 1: row t of the Cholesky factor is multiplied by c_t, the
+    measured pull width. Its off-diagonal outputs are linear (kernel and bias scale by c_t); its
+    diagonal is softplus(o) + floor, not linear in o, so o's bias moves by the shift that
+    multiplies softplus(o) by c_t for the median event (log(c_t) for the small sigmas of a trained
+    model). The weights go back on their grids, and the widths are measured again, `rounds` times.
+    Returns the pull widths before each round and after the last."""
+    from train.loss import DIAG_INDEX, OFFDIAG_POSITIONS
+    from train.models import disable_ste, snap_weights_to_quantized
+
+    snap_weights_to_quantized(model)
+    disable_ste(model)
+    layer = model.get_layer(output_layer)
+    history = []
+    for _ in range(rounds + 1):
+        widths = _pull_widths(*_validation_outputs(model, val_data))
+        history.append(widths)
+        if len(history) > rounds or not np.all(np.isfinite(widths) & (widths > 0)):
+            break
+        outputs, _ = _validation_outputs(model, val_data)
+        kernel, bias = (w.astype(np.float64) for w in layer.get_weights())
+        for t, c in enumerate(widths):
+            raw = outputs[:, DIAG_INDEX[t]]
+            # the shift of o that multiplies softplus(o) by c, for the typical event
+            bias[DIAG_INDEX[t]] += float(np.median(_softplus_inverse(c * np.logaddexp(0.0, raw)) - raw))
+            for k, (row, _) in enumerate(OFFDIAG_POSITIONS):
+                if row == t:
+                    kernel[:, 8 + k] *= c
+                    bias[8 + k] *= c
+        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        snap_weights_to_quantized(model)
+    return history
 
 
 def copy_matching_weights(source, target) -> int:
