@@ -117,9 +117,8 @@ def test_sigma_calibration_brings_every_pull_width_to_one_and_leaves_the_means()
     import numpy as np
 
     from tests.helpers import randomize_quantized_weights
-    from train.evaluate import core_width_68
     from train.fit import calibrate_sigmas
-    from train.loss import MEAN_INDEX, covariance
+    from train.loss import MEAN_INDEX, core_width_68, covariance
     from train.models import disable_ste
 
     model = build_model(ModelSpec(architecture="xysum"), (13, 21, 2))

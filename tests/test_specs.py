@@ -166,11 +166,13 @@ def test_a_model_without_input_quantizer_needs_one_declared(imported, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["baseline_t20", "baseline_adc2"])
 def test_a_small_model_of_the_spec_converts_and_simulates_exactly(name, tmp_path):
-    """The 20-slice input and the 2-bit ADC input through the whole C-simulation check, on a
-    narrow version of the shipped spec (2 filters, hidden width 4) with random weights."""
+    """The 20-slice input and the 2-bit ADC input through the whole C-simulation check and the
+    RTL simulation, on a narrow version of the shipped spec (2 filters, hidden width 4) with
+    random weights."""
     import dataclasses
 
-    from tests.helpers import c_simulation, randomize_quantized_weights
+    from firmware.rtl import verilator, verilog
+    from tests.helpers import c_simulation, randomize_quantized_weights, reference_outputs
     from train.models import build_model, disable_ste
 
     spec = load_spec(DEFAULT_SPEC_DIR / f"{name}.yml")
@@ -190,6 +192,16 @@ def test_a_small_model_of_the_spec_converts_and_simulates_exactly(name, tmp_path
     if adversarial:
         hot = next(v for v in report.verdicts if v.stimulus == "hot_pixels")
         assert hot.events == 2 * 13 * 21 * shape[-1]  # every pixel of every channel alone
+
+    # the same model as Verilog, in Verilator, on the same events and every single hot pixel
+    project = verilog.build_rtl(model, tmp_path / "rtl", clock_period_ns=5.0)
+    simulator = verilator.build_simulator(project, tmp_path / "verilator")
+    hot_pixels = np.zeros((13 * 21 * shape[-1], *shape))
+    hot_pixels.reshape(len(hot_pixels), -1)[np.arange(len(hot_pixels)), np.arange(len(hot_pixels))] = top
+    sets = [(set_name, events.astype(np.float32), reference_outputs(model, events.astype(np.float32)))
+            for set_name, events in (("held_out", inputs), ("hot_pixels", hot_pixels))]
+    for verdict in verilator.compare_sets(simulator, model, sets):
+        assert verdict.exact and verdict.events > 0, verdict
 
 
 def test_the_quick_profile_caps_only_the_epochs():

@@ -33,7 +33,7 @@ import numpy as np
 from smartpix import paths
 from smartpix.artifacts import atomic_path, write_json, write_text
 from smartpix.errors import PipelineError
-from train.loss import DIAG_FLOOR, DIAG_INDEX, MEAN_INDEX, N_TARGETS, OFFDIAG_POSITIONS
+from train.loss import CORE_FRACTION, DIAG_FLOOR, DIAG_INDEX, MEAN_INDEX, N_TARGETS, OFFDIAG_POSITIONS, core_width_68
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,6 @@ DEFAULT_OUT = paths.EVALUATION
 # The training targets, in the order of the network outputs (train.dataset.TARGETS).
 TARGETS = ("x-midplane", "y-midplane", "cotAlpha", "cotBeta")
 UNITS = {"x-midplane": "um", "y-midplane": "um", "cotAlpha": "", "cotBeta": ""}
-# Central interval of a Gaussian between -1 and +1 sigma: the 68% half-width of N(0, s) is s.
-CORE_FRACTION = 0.6826894921370859
 CALIBRATION_BINS = 10
 ALPHA_BINS = 8
 LABEL_MEAN_EVENTS = 200_000
@@ -57,15 +55,6 @@ ALPHA_COLUMNS = ("model", "kind", "target", "unit", "abs_cotalpha_low", "abs_cot
 
 
 # ---------------------------------------------------------------- pure numpy summaries
-
-def core_width_68(values: np.ndarray) -> float:
-    """Half the width of the central 68.27% interval of `values` (NaN when empty)."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0:
-        return math.nan
-    low, high = np.quantile(values, [(1 - CORE_FRACTION) / 2, (1 + CORE_FRACTION) / 2])
-    return float(high - low) / 2
-
 
 def _rms(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)

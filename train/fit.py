@@ -270,8 +270,7 @@ def _validation_outputs(model, val_data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pull_widths(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    from train.evaluate import core_width_68
-    from train.loss import MEAN_INDEX, covariance
+    from train.loss import MEAN_INDEX, core_width_68, covariance
 
     sigma = np.sqrt(np.diagonal(covariance(outputs), axis1=1, axis2=2))
     pulls = (outputs[:, MEAN_INDEX] - labels) / sigma

@@ -18,11 +18,23 @@ DIAG_INDEX = (1, 3, 5, 7)
 # (row, col) of L for outputs 8..13
 OFFDIAG_POSITIONS = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 DIAG_FLOOR = 1e-6
+# Central interval of a Gaussian between -1 and +1 sigma: the 68% half-width of N(0, s) is s.
+CORE_FRACTION = 0.6826894921370859
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def _softplus_np(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
+
+
+def core_width_68(values: np.ndarray) -> float:
+    """Half the width of the central 68.27% interval of `values` (NaN when empty): the resolution
+    of residuals, and the width of pulls (1 for a calibrated Gaussian)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return float("nan")
+    low, high = np.quantile(values, [(1 - CORE_FRACTION) / 2, (1 + CORE_FRACTION) / 2])
+    return float(high - low) / 2
 
 
 def unpack(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
