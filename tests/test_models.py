@@ -80,20 +80,30 @@ def test_bad_model_options(kwargs, message):
         ModelSpec(**kwargs)
 
 
-def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step():
+def _random_xysum(seed: int, events: int):
+    """An xysum model with seeded random weights on its grids (exact inference), sparse random
+    clusters, its outputs on them (float64), and the random generator for what follows."""
     import numpy as np
 
     from tests.helpers import randomize_quantized_weights
-    from train.fit import correct_mean_bias
-    from train.loss import MEAN_INDEX
     from train.models import disable_ste
 
     model = build_model(ModelSpec(architecture="xysum"), (13, 21, 2))
-    randomize_quantized_weights(model, seed=5)
+    randomize_quantized_weights(model, seed=seed)
     disable_ste(model)
-    rng = np.random.default_rng(5)
-    x = (rng.integers(0, 64, (600, 13, 21, 2)) * (rng.random((600, 13, 21, 2)) < 0.2) / 4).astype(np.float32)
-    before = model.predict(x, verbose=0).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    shape = (events, 13, 21, 2)
+    x = (rng.integers(0, 64, shape) * (rng.random(shape) < 0.2) / 4).astype(np.float32)
+    return model, x, model.predict(x, verbose=0).astype(np.float64), rng
+
+
+def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step():
+    import numpy as np
+
+    from train.fit import correct_mean_bias
+    from train.loss import MEAN_INDEX
+
+    model, x, before, _ = _random_xysum(seed=5, events=600)
     offset = np.array([0.1, -0.05, 0.21, 0.013])  # the means' bias (scaled units) to remove
     labels = (before[:, MEAN_INDEX] - offset).astype(np.float32)
     old_bias = model.get_layer("mdn_output").get_weights()[1].copy()
@@ -116,17 +126,10 @@ def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step():
 def test_sigma_calibration_brings_every_pull_width_to_one_and_leaves_the_means():
     import numpy as np
 
-    from tests.helpers import randomize_quantized_weights
     from train.fit import calibrate_sigmas
     from train.loss import MEAN_INDEX, core_width_68, covariance
-    from train.models import disable_ste
 
-    model = build_model(ModelSpec(architecture="xysum"), (13, 21, 2))
-    randomize_quantized_weights(model, seed=6)
-    disable_ste(model)
-    rng = np.random.default_rng(6)
-    x = (rng.integers(0, 64, (2000, 13, 21, 2)) * (rng.random((2000, 13, 21, 2)) < 0.2) / 4).astype(np.float32)
-    before = model.predict(x, verbose=0).astype(np.float64)
+    model, x, before, rng = _random_xysum(seed=6, events=2000)
     sigma = np.sqrt(np.diagonal(covariance(before), axis1=1, axis2=2))
     # labels whose scatter around the means is 0.8 to 1.3 times the predicted sigma (within what
     # the 8-bit biases of the sigma outputs can correct)
