@@ -273,8 +273,9 @@ def _open_figures(synth: dict[str, Any] | None, notes: list[str]) -> dict[str, A
         return {}
     if flow.get("status") != "done":
         notes.append(f"open flow {flow.get('status')}: {flow.get('message', '')}".rstrip(": "))
-        return {"rtlsim": flow.get("status")}
-    figures = flow.get("yosys", {})
+        if flow.get("rtl_exact") is None:
+            return {"rtlsim": flow.get("status")}
+    figures = flow.get("yosys") or {}
     return {
         "rtlsim": "exact" if flow.get("rtl_exact") else "NOT EXACT",
         "open_LUT": figures.get("LUT"), "open_FF": figures.get("FF"), "open_DSP": figures.get("DSP"),

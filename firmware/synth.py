@@ -70,7 +70,7 @@ def run_synthesis(configs: list[HardwareConfig], firmware_dir: Path = DEFAULT_FI
 
 
 def _describe_open_flow(flow: dict[str, Any]) -> str:
-    if flow.get("status") != "done":
+    if flow.get("rtl_exact") is None:
         return f"{flow.get('status')} ({flow.get('message')})"
     events = sum(v["events"] for v in flow.get("verdicts", []))
     verdict = "RTL exact" if flow.get("rtl_exact") else "RTL NOT EXACT"

@@ -98,3 +98,23 @@ def test_a_configuration_the_flow_cannot_build_is_a_failed_row(tmp_path):
     assert result["status"] == "failed"
     assert "model.h5 is missing" in result["message"] and "\n" not in result["message"]
     assert not (tmp_path / "rtl").exists()
+
+
+def test_a_synthesis_that_fails_keeps_the_rtl_verdict(tmp_path, monkeypatch, capsys):
+    from firmware.rtl import yosys
+    from firmware.synth import run_synthesis
+
+    model_dir = tiny_model_directory(tmp_path / "models" / "tiny")
+    config = config_from_dict({"name": "tiny_asic", "model": str(model_dir), "backend": "Catapult",
+                               "part": "nangate-45nm", "clock_period_ns": 25})
+    # a real Yosys run, stopped by its timeout before it can finish
+    monkeypatch.setattr(yosys, "TIMEOUT_SECONDS", 0.01)
+    [result] = run_synthesis([config], tmp_path / "fw", cache_dir=tmp_path / "cache")
+    flow = result.open_flow
+    assert flow["status"] == "failed" and result.failed
+    assert flow["rtl_exact"] is True and sum(v["events"] for v in flow["verdicts"]) > 0
+    assert "did not finish within 0.01 s" in flow["message"]
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "open RTL flow" in ln)
+    assert line.startswith("tiny_asic: open RTL flow: RTL exact on ") and "did not finish" in line
+    # nothing about the failed synthesis is remembered: the next run tries again
+    assert not list((tmp_path / "cache" / "yosys").glob("*.json"))

@@ -149,14 +149,25 @@ def open_flow(config: HardwareConfig, out_dir: Path, cache_dir: Path = DEFAULT_C
         verdicts_future = pool.submit(timed, "rtlsim", rtl_verdicts, project, config, cache_dir, seed)
         figures_future = pool.submit(timed, "yosys", figures, project, config.part, cache_dir, jobs) if synthesis else None
         verdicts = verdicts_future.result()
-        synth = figures_future.result() if figures_future else None
+        synth, synth_error = None, None
+        if figures_future is not None:
+            # the RTL verdict stands on its own: a synthesis that fails does not hide it
+            try:
+                synth = figures_future.result()
+            except PipelineError as err:
+                synth_error = str(err)
     result.seconds["total"] = round(time.perf_counter() - start, 1)
     result.verdicts = [asdict(v) for v in verdicts]
     result.rtl_exact = all(v.exact for v in verdicts)
+    messages = []
     if not result.rtl_exact:
         bad = next(v for v in verdicts if not v.exact)
-        result.message = (f"RTL differs from QKeras on {bad.stimulus}: {bad.error or bad.first_mismatch}; "
-                          f"first differing layer {bad.first_differing_layer}")
+        messages.append(f"RTL differs from QKeras on {bad.stimulus}: {bad.error or bad.first_mismatch}; "
+                        f"first differing layer {bad.first_differing_layer}")
+    if synth_error is not None:
+        result.status = "failed"
+        messages.append(synth_error)
+    result.message = "; ".join(messages)
     if synth is not None:
         result.yosys = {"LUT": synth.luts, "FF": synth.ffs, "CARRY": synth.carry, "DSP": synth.dsps,
                         "GATES": synth.gates}

@@ -143,6 +143,10 @@ def _generic_script(top: str) -> str:
     return f"synth -flatten -top {top} -noabc\nopt -fast -purge\n"
 
 
+# one Yosys run longer than this is stopped and reported as failed
+TIMEOUT_SECONDS = 7200.0
+
+
 def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
          extra: dict[str, str] | None = None, files: Sequence[Path] | None = None) -> tuple[dict[str, int], float]:
     """Run a script on a copy of the project's sources (YoWASP sees only its working directory)
@@ -168,11 +172,22 @@ def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
         seconds = time.perf_counter() - start
         stat = work / "stat.json"
         if proc.returncode != 0 or not stat.is_file():
-            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if "ERROR" in ln]
-            reason = lines[0].strip() if lines else f"exit code {proc.returncode}"
+            reason = _failure_reason(proc, work / "yosys.log")
             raise PipelineError(f"yosys on {project.top} of {project.path} failed: {reason}")
         cells = cells_by_type(json.loads(stat.read_text()), top.group(1) if top else project.top)
     return {k: v for k, v in cells.items() if not k.startswith("$scopeinfo")}, seconds
+
+
+def _failure_reason(proc: subprocess.CompletedProcess, log_file: Path) -> str:
+    """One line saying why Yosys stopped: its first ERROR line, else the last line it printed or
+    logged, with the exit code: a Yosys that is stopped from outside prints no ERROR line."""
+    output = proc.stderr + proc.stdout
+    errors = [ln.strip() for ln in output.splitlines() if "ERROR" in ln]
+    if errors:
+        return errors[0]
+    logged = log_file.read_text(errors="replace") if log_file.is_file() else ""
+    last = [ln.strip() for ln in (output + "\n" + logged).splitlines() if ln.strip()]
+    return f"exit code {proc.returncode}" + (f" after {last[-1][:200]!r}" if last else " with no message")
 
 
 @dataclass(frozen=True)
@@ -266,10 +281,12 @@ def cells_by_type(stat: dict[str, Any], top: str) -> dict[str, int]:
 PARTS = 2  # fixed, so that the figures do not depend on the machine's core count
 
 
-def synthesize(project: RtlProject, part: str, jobs: int = 2, timeout: float | None = 7200,
+def synthesize(project: RtlProject, part: str, jobs: int = 2, timeout: float | None = None,
                parts: int = PARTS) -> SynthFigures:
     """Yosys' figures of `project` for `part` (see the module docstring); the parts of a pipelined
-    design run on up to `jobs` processes (parts=1: one flattened run)."""
+    design run on up to `jobs` processes (parts=1: one flattened run), each within `timeout`
+    seconds (default TIMEOUT_SECONDS)."""
+    timeout = TIMEOUT_SECONDS if timeout is None else timeout
     target = synthesis_target(part)
     yosys = find_yosys()
     script_for: Callable[[str], str] = ((lambda top: _generic_script(top)) if target == "generic"
