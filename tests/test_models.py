@@ -80,15 +80,16 @@ def test_bad_model_options(kwargs, message):
         ModelSpec(**kwargs)
 
 
-def _random_xysum(seed: int, events: int):
-    """An xysum model with seeded random weights on its grids (exact inference), sparse random
-    clusters, its outputs on them (float64), and the random generator for what follows."""
+def _random_xysum(seed: int, events: int, **spec):
+    """An xysum model (`spec`: more model options) with seeded random weights on its grids (exact
+    inference), sparse random clusters, its outputs on them (float64), and the random generator
+    for what follows."""
     import numpy as np
 
     from tests.helpers import randomize_quantized_weights
     from train.models import disable_ste
 
-    model = build_model(ModelSpec(architecture="xysum"), (13, 21, 2))
+    model = build_model(ModelSpec(architecture="xysum", **spec), (13, 21, 2))
     randomize_quantized_weights(model, seed=seed)
     disable_ste(model)
     rng = np.random.default_rng(seed)
@@ -97,13 +98,16 @@ def _random_xysum(seed: int, events: int):
     return model, x, model.predict(x, verbose=0).astype(np.float64), rng
 
 
-def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step():
+@pytest.mark.parametrize("output_bias_bits, step", [(0, 2.0 ** -7), (12, 2.0 ** -11)])
+def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step(output_bias_bits, step):
+    """quantized_bits(8, 0), the dense weights' type, is the output bias's grid unless
+    output_bias_bits gives it its own."""
     import numpy as np
 
     from train.fit import correct_mean_bias
     from train.loss import MEAN_INDEX
 
-    model, x, before, _ = _random_xysum(seed=5, events=600)
+    model, x, before, _ = _random_xysum(seed=5, events=600, output_bias_bits=output_bias_bits)
     offset = np.array([0.1, -0.05, 0.21, 0.013])  # the means' bias (scaled units) to remove
     labels = (before[:, MEAN_INDEX] - offset).astype(np.float32)
     old_bias = model.get_layer("mdn_output").get_weights()[1].copy()
@@ -112,7 +116,6 @@ def test_bias_correction_removes_the_mean_offset_to_within_half_a_bias_step():
     shift = correct_mean_bias(model, batches)
 
     after = model.predict(x, verbose=0).astype(np.float64)
-    step = 2.0 ** -7  # quantized_bits(8, 0): the output layer's bias grid
     residual = (after[:, MEAN_INDEX] - labels).mean(axis=0)
     assert np.all(np.abs(residual) <= step / 2 + 1e-6), residual
     assert np.allclose(shift, -offset, atol=step / 2 + 1e-6)
