@@ -277,44 +277,60 @@ def _pull_widths(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.array([core_width_68(pulls[:, t]) for t in range(pulls.shape[1])])
 
 
-def _softplus_inverse(values: np.ndarray) -> np.ndarray:
-    values = np.maximum(values, 1e-12)
-    # log(exp(v) - 1), written to stay finite for large v
-    return values + np.log(-np.expm1(-values))
+def _diag_shift_for_unit_pulls(outputs: np.ndarray, labels: np.ndarray, target: int) -> float:
+    """The shift of target `target`'s raw diagonal output that makes its pulls' 68% width 1.
+
+    The outputs are linear in the output layer's bias, so the shift is found on the outputs
+    themselves: the width falls as the shift grows (a larger sigma), and bisection finds it."""
+    from train.loss import DIAG_INDEX
+
+    def width(shift: float) -> float:
+        moved = outputs.copy()
+        moved[:, DIAG_INDEX[target]] += shift
+        return float(_pull_widths(moved, labels)[target])
+
+    low, high = -8.0, 8.0
+    if not width(low) > 1.0 > width(high):
+        return 0.0  # no shift within reach makes the width 1: leave it
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if width(middle) > 1.0 else (low, middle)
+    return (low + high) / 2
 
 
 def calibrate_sigmas(model, val_data, output_layer: str = "mdn_output", rounds: int = 3) -> list[np.ndarray]:
-    """Scale the predicted covariance D Sigma D, D = diag(c), so that every target's pulls on
-    `val_data` have a 68% width of 1: row t of the Cholesky factor is multiplied by c_t, the
-    measured pull width. Its off-diagonal outputs are linear (kernel and bias scale by c_t); its
-    diagonal is softplus(o) + floor, not linear in o, so o's bias moves by the shift that
-    multiplies softplus(o) by c_t for the median event (log(c_t) for the small sigmas of a trained
-    model). The weights go back on their grids, and the widths are measured again, `rounds` times.
-    Returns the pull widths before each round and after the last."""
-    from train.loss import DIAG_INDEX, OFFDIAG_POSITIONS
+    """Move the bias of each target's diagonal Cholesky output so that the target's pulls on
+    `val_data` have a 68% width of 1: the shift is found on the outputs, which are linear in the
+    bias (scaling the off-diagonal weights too would keep the correlations, but their 8-bit grid
+    is too coarse for a few percent). The biases go back on their grid and the widths are measured
+    again, `rounds` times; the round whose widths are closest to 1 is kept. Returns the pull widths
+    before each round and of the weights kept."""
+    from train.loss import DIAG_INDEX
     from train.models import disable_ste, snap_weights_to_quantized
 
     snap_weights_to_quantized(model)
     disable_ste(model)
     layer = model.get_layer(output_layer)
-    history = []
+    history: list[np.ndarray] = []
+    best: tuple[float, list[np.ndarray]] | None = None
     for _ in range(rounds + 1):
-        widths = _pull_widths(*_validation_outputs(model, val_data))
+        outputs, labels = _validation_outputs(model, val_data)
+        widths = _pull_widths(outputs, labels)
         history.append(widths)
-        if len(history) > rounds or not np.all(np.isfinite(widths) & (widths > 0)):
+        distance = float(np.max(np.abs(np.log(widths)))) if np.all(widths > 0) else float("inf")
+        if np.isfinite(distance) and (best is None or distance < best[0]):
+            best = (distance, layer.get_weights())
+        if len(history) > rounds or not np.isfinite(distance):
             break
-        outputs, _ = _validation_outputs(model, val_data)
-        kernel, bias = (w.astype(np.float64) for w in layer.get_weights())
-        for t, c in enumerate(widths):
-            raw = outputs[:, DIAG_INDEX[t]]
-            # the shift of o that multiplies softplus(o) by c, for the typical event
-            bias[DIAG_INDEX[t]] += float(np.median(_softplus_inverse(c * np.logaddexp(0.0, raw)) - raw))
-            for k, (row, _) in enumerate(OFFDIAG_POSITIONS):
-                if row == t:
-                    kernel[:, 8 + k] *= c
-                    bias[8 + k] *= c
-        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        kernel, bias = layer.get_weights()
+        bias = bias.astype(np.float64)
+        for t in range(len(widths)):
+            bias[DIAG_INDEX[t]] += _diag_shift_for_unit_pulls(outputs, labels, t)
+        layer.set_weights([kernel, bias.astype(np.float32)])
         snap_weights_to_quantized(model)
+    if best is not None:
+        layer.set_weights(best[1])
+        history.append(_pull_widths(*_validation_outputs(model, val_data)))
     return history
 
 
