@@ -495,8 +495,13 @@ def _trace_clip(v: Any, quant: QuantSpec) -> Any:
 
 
 def trace_quantize(v: Any, quant: QuantSpec) -> Any:
-    """A QKeras quantizer on one da4ml variable: round half to even, then clip."""
-    return _trace_clip(trace_round_half_even(v, quant.frac), quant)
+    """A QKeras quantizer on one da4ml variable: QKeras rounds half to even, then clips; the trace
+    clips first, then rounds. The two are equal because rounding is monotone and keeps the clip
+    bounds, which lie on the output grid. The order matters to da4ml: on a bias-added constant
+    matrix product (dense_2 of baseline_conv8), the traced logic of clip-after-round computed
+    wrong values for most events while each step alone was right; clip-before-round is exact
+    there and everywhere the bit-exact tests look."""
+    return trace_round_half_even(_trace_clip(v, quant), quant.frac)
 
 
 # ---------------------------------------------------------------------------------------------
