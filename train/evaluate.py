@@ -231,7 +231,7 @@ def physical_prediction(name: str, kind: str, outputs: np.ndarray, labels: np.nd
                         test_files: Sequence[str] = ()) -> Prediction:
     """Raw MDN outputs (n, 14) and scaled labels (n, 4) -> a Prediction in physical units (means
     and labels through `unscale`, sigmas = sqrt(diag(covariance)) times the target scales)."""
-    from train.loss import covariance, nll_numpy, unpack
+    from train.loss import nll_numpy, sigmas, unpack
 
     outputs = np.asarray(outputs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
@@ -240,7 +240,7 @@ def physical_prediction(name: str, kind: str, outputs: np.ndarray, labels: np.nd
         raise PipelineError(f"{name} ({source}): {bad} of {len(outputs)} test events have non-finite outputs")
     _, scale = target_scales(unscale)
     mu, _ = unpack(outputs)
-    sigma = np.sqrt(np.diagonal(covariance(outputs), axis1=1, axis2=2)) * np.abs(scale)
+    sigma = sigmas(outputs) * np.abs(scale)
     return Prediction(
         name=name, kind=kind,
         truth=np.asarray(unscale(labels), dtype=np.float64),

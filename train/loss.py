@@ -56,6 +56,11 @@ def covariance(outputs: np.ndarray) -> np.ndarray:
     return chol @ np.swapaxes(chol, 1, 2)
 
 
+def sigmas(outputs: np.ndarray) -> np.ndarray:
+    """Each target's predicted standard deviation, sqrt(diag(L L^T)), shape (n, 4)."""
+    return np.sqrt(np.diagonal(covariance(outputs), axis1=1, axis2=2))
+
+
 def nll_numpy(y: np.ndarray, outputs: np.ndarray) -> np.ndarray:
     """Per-event negative log-likelihood (float64), for evaluation."""
     mu, chol = unpack(outputs)
