@@ -270,10 +270,9 @@ def _validation_outputs(model, val_data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pull_widths(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    from train.loss import MEAN_INDEX, core_width_68, covariance
+    from train.loss import MEAN_INDEX, core_width_68, sigmas
 
-    sigma = np.sqrt(np.diagonal(covariance(outputs), axis1=1, axis2=2))
-    pulls = (outputs[:, MEAN_INDEX] - labels) / sigma
+    pulls = (outputs[:, MEAN_INDEX] - labels) / sigmas(outputs)
     return np.array([core_width_68(pulls[:, t]) for t in range(pulls.shape[1])])
 
 
@@ -312,14 +311,14 @@ def calibrate_sigmas(model, val_data, output_layer: str = "mdn_output", rounds: 
     disable_ste(model)
     layer = model.get_layer(output_layer)
     history: list[np.ndarray] = []
-    best: tuple[float, list[np.ndarray]] | None = None
+    best: tuple[float, list[np.ndarray], np.ndarray] | None = None  # distance to 1, weights, widths
     for _ in range(rounds + 1):
         outputs, labels = _validation_outputs(model, val_data)
         widths = _pull_widths(outputs, labels)
         history.append(widths)
         distance = float(np.max(np.abs(np.log(widths)))) if np.all(widths > 0) else float("inf")
         if np.isfinite(distance) and (best is None or distance < best[0]):
-            best = (distance, layer.get_weights())
+            best = (distance, layer.get_weights(), widths)
         if len(history) > rounds or not np.isfinite(distance):
             break
         kernel, bias = layer.get_weights()
@@ -330,7 +329,7 @@ def calibrate_sigmas(model, val_data, output_layer: str = "mdn_output", rounds: 
         snap_weights_to_quantized(model)
     if best is not None:
         layer.set_weights(best[1])
-        history.append(_pull_widths(*_validation_outputs(model, val_data)))
+        history.append(best[2])
     return history
 
 
