@@ -48,6 +48,10 @@ SCHEDULES = ("constant", "cosine")
 class TrainOptions:
     """How a model is trained.
 
+    `seed` fixes the initial weights and the order of the training events; `split_seed` draws
+    which files are for training, validation and test. They are apart so that models trained with
+    different seeds are scored on the same test events, and their spread is the training's own.
+
     `recipe` "float_then_quantized" first trains the full-precision twin for `float_epochs`, then
     starts the quantized model from its weights and fine-tunes it for `epochs` at
     `finetune_learning_rate`: quantization-aware training from a good float solution reaches a
@@ -64,6 +68,7 @@ class TrainOptions:
     learning_rate: float = 3e-3
     patience: int = 4
     seed: int = 1
+    split_seed: int = 1
     reference_events: int = 2000
     recipe: str = "quantized"
     schedule: str = "constant"
@@ -125,7 +130,7 @@ def train(
 
     options.check()
     pairs = dataset.discover(Path(data_dir), layout=data_options.layout)
-    train_pairs, val_pairs, test_pairs = dataset.split_files(pairs, seed=options.seed)
+    train_pairs, val_pairs, test_pairs = dataset.split_files(pairs, seed=options.split_seed)
     # Every value training reads, and the test files, are checked before the first epoch: a bad
     # file stops here with its name, column and event, not as a TensorFlow traceback mid-epoch.
     # Reads that are needed anyway do the checking where they can.
@@ -458,7 +463,8 @@ def run(args: argparse.Namespace) -> int:
         from train.imported import import_model
 
         out = args.out or DEFAULT_MODELS / (args.name or spec_file.name)
-        result = import_model(spec_file, args.data, out, seed=args.seed or TrainOptions.seed,
+        result = import_model(spec_file, args.data, out, seed=TrainOptions.seed if args.seed is None else args.seed,
+                              split_seed=TrainOptions.split_seed if args.split_seed is None else args.split_seed,
                               reference_events=args.reference_events or TrainOptions.reference_events)
         print(f"{result.directory}: {result.params} parameters, imported from {spec_file.model_file}")
         return 0

@@ -88,9 +88,10 @@ def _quantizer_text(quantizer: InputQuantizer) -> str:
 
 
 def import_model(spec: ModelSpecFile, data_dir: Path, out_dir: Path, seed: int = 1,
-                 reference_events: int = 2000):
+                 reference_events: int = 2000, split_seed: int = 1):
     """Write the model directory of an imported spec: the model (with its input quantizer),
-    the reference events of the test files and model.json, as training would."""
+    the reference events of the test files and model.json, as training would (`split_seed`
+    draws the test files, `seed` the inputs' noise, if the data options add any)."""
     from train import dataset
     from train.fit import TrainedModel, save_model_directory
     from train.models import snap_weights_to_quantized
@@ -116,7 +117,7 @@ def import_model(spec: ModelSpecFile, data_dir: Path, out_dir: Path, seed: int =
     if changed:
         log.info("%s: %d weight tensors snapped onto their quantizers' grids", spec.name, changed)
     pairs = dataset.discover(Path(data_dir), layout=options.layout)
-    _, _, test_pairs = dataset.split_files(pairs, seed=seed)
+    _, _, test_pairs = dataset.split_files(pairs, seed=split_seed)
     inputs, labels = dataset.load_arrays(test_pairs, options, max_events=reference_events, seed=seed)
     with atomic_dir(out_dir) as tmp:
         save_model_directory(tmp, model, None, options, inputs, labels, {
