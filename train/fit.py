@@ -152,9 +152,10 @@ def train(
     tf.config.experimental.enable_op_determinism()
     input_shape = data_options.input_shape()
     model = build_model(spec, input_shape, quantized=quantized)
+    name = Path(out_dir).name  # the model's name, as saved; the architecture's name may serve several specs
     log.info(
-        "training %s (%d parameters) on %d/%d/%d train/val/test files",
-        model.name, model.count_params(), len(train_pairs), len(val_pairs), len(test_pairs),
+        "training %s (%s architecture, %d parameters) on %d/%d/%d train/val/test files",
+        name, spec.architecture, model.count_params(), len(train_pairs), len(val_pairs), len(test_pairs),
     )
     train_data = dataset.make_dataset(train_pairs, data_options, options.batch_size, shuffle=True, seed=options.seed)
     val_data = dataset.make_dataset(val_pairs, data_options, options.batch_size, shuffle=False, seed=options.seed)
@@ -169,7 +170,7 @@ def train(
             _fit(twin, train_data, val_data, options, options.learning_rate, options.float_epochs, steps,
                  tmp / FLOAT_TWIN)
             copied = copy_matching_weights(twin, model)
-            log.info("fine-tuning %s from the twin's weights (%d layers copied)", model.name, copied)
+            log.info("fine-tuning %s from the twin's weights (%d layers copied)", name, copied)
             learning_rate = options.finetune_learning_rate
         history = _fit(model, train_data, val_data, options, learning_rate, epochs, steps, tmp)
         if options.bias_correction:
@@ -182,7 +183,7 @@ def train(
         seconds = time.perf_counter() - started
         val_losses = [float(v) for v in history.history.get("val_loss", [])]
         if not val_losses or not np.isfinite(min(val_losses)):
-            raise PipelineError(f"training of {model.name} diverged (validation loss {val_losses[-1:]})")
+            raise PipelineError(f"training of {name} diverged (validation loss {val_losses[-1:]})")
 
         provenance = {
             "seed": options.seed,
@@ -197,9 +198,9 @@ def train(
         if quantized and options.recipe == "float_then_quantized":
             # the twin is a model directory of its own: the evaluation compares each model with it
             save_model_directory(tmp / FLOAT_TWIN, twin, spec, data_options, ref_inputs, ref_labels, provenance,
-                                 name=f"{Path(out_dir).name}_float", quantized=False)
+                                 name=f"{name}_float", quantized=False)
         save_model_directory(tmp, model, spec, data_options, ref_inputs, ref_labels, provenance,
-                             name=Path(out_dir).name, quantized=quantized)
+                             name=name, quantized=quantized)
         best = int(np.argmin(val_losses))
         write_json(tmp / "metrics.json", {
             "best_epoch": best + 1,
