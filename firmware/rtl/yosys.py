@@ -11,9 +11,9 @@ generated project (registers per stage at its clock period).
 Pipelined designs are cut at the register boundary that best balances two parts, which Yosys
 maps in parallel; the only optimisation lost is across that one cut (trained baseline model:
 -0.05% LUT, the same FF count as one flattened run, in 0.57x its time on 2 cores). A stage too
-large for the WebAssembly Yosys's 4 GiB of memory (`MAX_STAGE_BYTES` of Verilog) is synthesized
-in pieces cut at its nets, and its part counts the registers around it with the stage as a
-black box.
+large for the WebAssembly Yosys's 4 GiB of memory (`MAX_STAGE_BYTES` of Verilog, which is less for
+the generic synthesis than for synth_xilinx) is synthesized in pieces cut at its nets, and its
+part counts the registers around it with the stage as a black box.
 """
 
 from __future__ import annotations
@@ -297,13 +297,16 @@ def cells_by_type(stat: dict[str, Any], top: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(design["num_cells_by_type"].items())}
 
 
-# The WebAssembly Yosys has 4 GiB of memory: the generic synthesis of baseline_conv8_catapult_asic's
+# Bytes of one stage's Verilog above which Yosys synthesizes it in pieces, by flow. The
+# WebAssembly Yosys has 4 GiB of memory: the generic synthesis of baseline_conv8_catapult_asic's
 # 3.5 MB first stage stopped at 3.8 GB resident ("thrown Wasm exception"), and a 1.75 MB piece of
-# it peaked at 3.2 GB. Stages larger than this many bytes of Verilog are cut into pieces no larger.
-# Measured on baseline_adc2_catapult_asic (a 2.45 MB stage, which also synthesizes whole): two
-# pieces give 0.36% more gates (449,355 whole), the same 4,678 flip-flops, in 146 s against 219 s,
-# at 1.6 GB.
-MAX_STAGE_BYTES = 1_500_000
+# it peaked at 3.2 GB. Measured on baseline_adc2_catapult_asic (a 2.45 MB stage, which also
+# synthesizes whole): two pieces give 0.36% more gates (449,355 whole), the same 4,678
+# flip-flops, in 146 s against 219 s, at 1.6 GB. synth_xilinx needs less memory (1.8 GB for the
+# 3.27 MB first stage of baseline_t20_vitis_stream) and more of the whole stage: in pieces that
+# design counted 1.8% fewer LUTs but 19% more CARRY8 than whole, so FPGA stages are cut only far
+# above what has been measured to fit.
+MAX_STAGE_BYTES = {"generic": 1_500_000, "fpga": 6_000_000}
 
 _DEFINITION = re.compile(r"^\s*wire \[(\d+):0\] (\w+);\s*(.*)$")
 _NET = re.compile(r"\bv\d+(?:_neg)?\b")
@@ -431,8 +434,7 @@ class YosysRun:
     black_boxes: tuple[str, ...] = ()  # stages counted by other runs: stand-ins here, not counted
 
 
-def yosys_runs(project: RtlProject, n_parts: int = PARTS,
-               max_stage_bytes: int = MAX_STAGE_BYTES) -> list[YosysRun]:
+def yosys_runs(project: RtlProject, n_parts: int, max_stage_bytes: int) -> list[YosysRun]:
     """The runs whose cell counts add up to the design's: one flattened run, or the pipeline parts
     (see pipeline_parts); a stage whose Verilog is larger than `max_stage_bytes` is synthesized
     in pieces (see stage_pieces) and stands in its part as a black box."""
@@ -460,13 +462,15 @@ def yosys_runs(project: RtlProject, n_parts: int = PARTS,
 
 
 def synthesize(project: RtlProject, part: str, jobs: int = 2, timeout: float | None = None,
-               parts: int = PARTS, max_stage_bytes: int = MAX_STAGE_BYTES) -> SynthFigures:
+               parts: int = PARTS, max_stage_bytes: int | None = None) -> SynthFigures:
     """Yosys' figures of `project` for `part` (see the module docstring): the cell counts of the
     runs of `yosys_runs` added up, on up to `jobs` processes (parts=1: one flattened run unless a
-    stage is larger than `max_stage_bytes`), each run within `timeout` seconds (default
-    TIMEOUT_SECONDS)."""
+    stage is larger than `max_stage_bytes`, default MAX_STAGE_BYTES of the flow), each run within
+    `timeout` seconds (default TIMEOUT_SECONDS)."""
     timeout = TIMEOUT_SECONDS if timeout is None else timeout
     target = synthesis_target(part)
+    if max_stage_bytes is None:
+        max_stage_bytes = MAX_STAGE_BYTES["generic" if target == "generic" else "fpga"]
     yosys = find_yosys()
     script_for: Callable[[str], str] = ((lambda top: _generic_script(top)) if target == "generic"
                                         else (lambda top: _fpga_script(project, target, top)))
