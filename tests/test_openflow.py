@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,9 @@ def test_a_synthesis_that_fails_keeps_the_rtl_verdict(tmp_path, monkeypatch, cap
     from firmware.synth import run_synthesis
 
     model_dir = tiny_model_directory(tmp_path / "models" / "tiny")
+    # at 2 ns the design is pipelined, so Yosys runs on its parts, each a module written beside it
     config = config_from_dict({"name": "tiny_asic", "model": str(model_dir), "backend": "Catapult",
-                               "part": "nangate-45nm", "clock_period_ns": 25})
+                               "part": "nangate-45nm", "clock_period_ns": 2})
     # a real Yosys run, stopped by its timeout before it can finish
     monkeypatch.setattr(yosys, "TIMEOUT_SECONDS", 0.01)
     [result] = run_synthesis([config], tmp_path / "fw", cache_dir=tmp_path / "cache")
@@ -114,6 +116,8 @@ def test_a_synthesis_that_fails_keeps_the_rtl_verdict(tmp_path, monkeypatch, cap
     assert flow["status"] == "failed" and result.failed
     assert flow["rtl_exact"] is True and sum(v["events"] for v in flow["verdicts"]) > 0
     assert "did not finish within 0.01 s" in flow["message"]
+    # the message names the module Yosys was synthesizing, not a file the run wrote beside it
+    assert re.search(r"yosys on tiny_part\d did not finish", flow["message"]), flow["message"]
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "open RTL flow" in ln)
     assert line.startswith("tiny_asic: open RTL flow: RTL exact on ") and "did not finish" in line
     # nothing about the failed synthesis is remembered: the next run tries again

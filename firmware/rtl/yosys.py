@@ -154,12 +154,11 @@ TIMEOUT_SECONDS = 7200.0
 
 
 def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
-         extra: dict[str, str] | None = None, files: Sequence[Path] | None = None,
-         name: str | None = None) -> tuple[dict[str, int], float]:
+         extra: dict[str, str] | None = None, files: Sequence[Path] | None = None) -> tuple[dict[str, int], float]:
     """Run a script on a copy of the project's sources (YoWASP sees only its working directory)
-    plus `extra` generated files; returns the top's cell counts and the seconds taken. `name`
-    (default: the project's top) is the module errors name."""
-    name = name or project.top
+    plus `extra` generated files; returns the top's cell counts and the seconds taken."""
+    top = re.search(r"-top (\S+)", body)
+    module = top.group(1) if top else project.top  # the module synthesized: errors name it
     sources = [p.relative_to(project.path) for p in (files if files is not None else project.verilog)]
     with tempfile.TemporaryDirectory(prefix="yosys.") as tmp:
         work = Path(tmp)
@@ -169,7 +168,6 @@ def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
         for name, text in (extra or {}).items():
             (work / name).write_text(text)
             sources.append(Path(name))
-        top = re.search(r"-top (\S+)", body)
         (work / "run.ys").write_text(f"read_verilog {' '.join(map(str, sources))}\n{body}"
                                      "tee -q -o stat.json stat -json\n")
         start = time.perf_counter()
@@ -177,13 +175,13 @@ def _run(yosys: Yosys, project: RtlProject, body: str, timeout: float | None,
             proc = subprocess.run([*yosys.command, "-q", "-l", "yosys.log", "run.ys"], cwd=work,
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as err:
-            raise PipelineError(f"yosys on {name} did not finish within {timeout} s") from err
+            raise PipelineError(f"yosys on {module} did not finish within {timeout} s") from err
         seconds = time.perf_counter() - start
         stat = work / "stat.json"
         if proc.returncode != 0 or not stat.is_file():
             reason = _failure_reason(proc, work / "yosys.log")
-            raise PipelineError(f"yosys on {name} of {project.path} failed: {reason}")
-        cells = cells_by_type(json.loads(stat.read_text()), top.group(1) if top else project.top)
+            raise PipelineError(f"yosys on {module} of {project.path} failed: {reason}")
+        cells = cells_by_type(json.loads(stat.read_text()), module)
     return {k: v for k, v in cells.items() if not k.startswith("$scopeinfo")}, seconds
 
 
@@ -480,8 +478,7 @@ def synthesize(project: RtlProject, part: str, jobs: int = 2, timeout: float | N
     def one(run: YosysRun) -> dict[str, int]:
         if len(runs) > 1:
             log.info("yosys: %s, %s", run.top, run.what)
-        counted = _run(yosys, project, script_for(run.top), timeout, extra=run.extra, files=run.files,
-                       name=run.top)[0]
+        counted = _run(yosys, project, script_for(run.top), timeout, extra=run.extra, files=run.files)[0]
         return {k: v for k, v in counted.items() if k.lstrip("\\") not in run.black_boxes}
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
