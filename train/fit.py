@@ -458,15 +458,17 @@ def run(args: argparse.Namespace) -> int:
     if args.spec is not None and args.architecture is not None:
         raise PipelineError("give --spec or --architecture, not both")
     spec_file = load_spec(args.spec) if args.spec is not None else None
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)
+                 if getattr(args, f.name) is not None}
     if spec_file is not None and spec_file.imported:
         if args.float_model:
             raise PipelineError(f"{args.spec}: a model trained elsewhere has no float twin to train here")
         from train.imported import import_model
 
         out = args.out or DEFAULT_MODELS / (args.name or spec_file.name)
-        result = import_model(spec_file, args.data, out, seed=TrainOptions.seed if args.seed is None else args.seed,
-                              split_seed=TrainOptions.split_seed if args.split_seed is None else args.split_seed,
-                              reference_events=args.reference_events or TrainOptions.reference_events)
+        given = dataclasses.replace(TrainOptions(), **overrides)
+        result = import_model(spec_file, args.data, out, seed=given.seed, split_seed=given.split_seed,
+                              reference_events=given.reference_events or TrainOptions.reference_events)
         print(f"{result.directory}: {result.params} parameters, imported from {spec_file.model_file}")
         return 0
     spec = spec_file.model if spec_file else ModelSpec(architecture=args.architecture or "baseline")
@@ -477,8 +479,6 @@ def run(args: argparse.Namespace) -> int:
     if args.time_slices is not None:
         data["time_slices"] = list(parse_slices(args.time_slices))
     data_options = dataset.DataOptions.from_dict(data)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)
-                 if getattr(args, f.name) is not None}
     options = profiled(TrainOptions(**(spec_file.training if spec_file else {})), args.profile)
     options = dataclasses.replace(options, **overrides)
     base = spec_file.name if spec_file else spec.architecture

@@ -430,6 +430,7 @@ class YosysRun:
     extra: dict[str, str]  # generated modules, by file name
     files: tuple[Path, ...] | None  # project sources it reads (None: all)
     black_boxes: tuple[str, ...] = ()  # stages counted by other runs: stand-ins here, not counted
+    piece: bool = False  # a piece of a stage, not a pipeline part
 
 
 def yosys_runs(project: RtlProject, n_parts: int, max_stage_bytes: int) -> list[YosysRun]:
@@ -454,7 +455,7 @@ def yosys_runs(project: RtlProject, n_parts: int, max_stage_bytes: int) -> list[
         for stage_file in split:
             pieces = stage_pieces(stage_file, math.ceil(stage_file.stat().st_size / max_stage_bytes))
             runs += [YosysRun(piece.top, f"{stage_file.stem}, piece {k + 1} of {len(pieces)}",
-                              {f"{piece.top}.v": piece.verilog}, part.statics)
+                              {f"{piece.top}.v": piece.verilog}, part.statics, piece=True)
                      for k, piece in enumerate(pieces)]
     return runs
 
@@ -491,8 +492,8 @@ def synthesize(project: RtlProject, part: str, jobs: int = 2, timeout: float | N
         script, how = script_for(runs[0].top), runs[0].what
     else:
         script = "\n".join(f"# {run.top}: {run.what}\n{script_for(run.top)}" for run in runs)
-        n_parts = sum(1 for run in runs if run.what.startswith("stages"))
-        n_pieces = len(runs) - n_parts
+        n_pieces = sum(run.piece for run in runs)
+        n_parts = len(runs) - n_pieces
         how = f"{n_parts} parts cut at pipeline registers" + (
             f", {n_pieces} pieces of stages larger than {max_stage_bytes / 1e6:g} MB cut at their nets"
             if n_pieces else "")
