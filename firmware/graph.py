@@ -9,10 +9,12 @@ values, rounding and saturation are those of the quantizer, so the hardware take
 decision as Python for every input:
 - quantized_bits(b, i, keep_negative=1): fixed<b, i+1>, unsigned (keep_negative=0): ufixed<b, i>;
 - quantized_tanh(b): fixed<b, 1> (hls4ml's hard_tanh: QKeras' tanh uses the hard sigmoid);
+- quantized_tanh(b, use_real_tanh=True), in a QActivation: fixed<b, 1>, computed by threshold
+  comparisons on the input codes (`firmware.tanh`), where QKeras' float32 tanh is exact;
 - quantized_relu(b, i): ufixed<b, i>.
 QKeras rounds half to even (tf.round) -> RND_CONV; it clips -> SAT, or SAT_SYM when the
 quantizer is symmetric. A quantizer whose result is not a fixed-point grid (alpha other than 1,
-stochastic rounding, the real tanh or sigmoid) cannot be exact and is refused by name.
+stochastic rounding, a sigmoid) cannot be exact and is refused by name.
 
 Supported layers: the input, QActivation, QDense, QConv1D, QConv2D, QSeparableConv2D (valid
 padding, bias, no fused activation), AveragePooling1D/2D (valid, non-overlapping), Flatten,
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from firmware.fixedpoint import Precision, on_grid
+from firmware.tanh import TanhThresholds, float32_agrees, tanh_thresholds
 from firmware.thirdparty import qkeras_tanh_sigmoid_is_hard
 from smartpix.errors import PipelineError
 
@@ -57,8 +60,17 @@ def _check_common(name: str, config: dict[str, Any], where: str) -> None:
         raise refusal(where, f"{name} has qnoise_factor {config['qnoise_factor']} (only 1 gives a fixed-point grid)")
 
 
-def quantizer_precision(quantizer: Any, where: str) -> Precision:
-    """The exact hls4ml type of a QKeras quantizer's output (an activation or input quantizer)."""
+def is_real_tanh(quantizer: Any) -> bool:
+    """True for QKeras' quantized_tanh(use_real_tanh=True), a function of its input rather than
+    a rounding of it."""
+    name, config = _config_of(quantizer)
+    return name == "quantized_tanh" and bool(config.get("use_real_tanh"))
+
+
+def quantizer_precision(quantizer: Any, where: str, real_tanh: bool = False) -> Precision:
+    """The exact hls4ml type of a QKeras quantizer's output (an activation or input quantizer).
+    The real tanh is accepted only where the caller implements it (`real_tanh`): in a QActivation
+    of its own, not as the input quantizer or the rounding of an average."""
     name, config = _config_of(quantizer)
     _check_common(name, config, where)
     if name == "quantized_bits":
@@ -73,9 +85,10 @@ def quantizer_precision(quantizer: Any, where: str) -> Precision:
             return Precision(bits, integer + 1, True, "RND_CONV", "SAT_SYM" if symmetric else "SAT")
         return Precision(bits, integer, False, "RND_CONV", "SAT")
     if name == "quantized_tanh":
-        if config.get("use_real_tanh"):
-            raise refusal(where, "quantized_tanh(use_real_tanh=True) needs a tanh lookup table")
-        if not qkeras_tanh_sigmoid_is_hard():
+        if config.get("use_real_tanh") and not real_tanh:
+            raise refusal(where, "quantized_tanh(use_real_tanh=True) is supported only in a QActivation after a "
+                                 "layer, not as the input quantizer or after an average pooling")
+        if not config.get("use_real_tanh") and not qkeras_tanh_sigmoid_is_hard():
             raise refusal(where, "quantized_tanh with QKeras' internal sigmoid other than 'hard'")
         bits = int(config["bits"])
         return Precision(bits, 1, True, "RND_CONV", "SAT_SYM" if config.get("symmetric") else "SAT")
@@ -164,6 +177,8 @@ class LayerRecord:
     output: Precision | None
     weights: dict[str, Precision] = field(default_factory=dict)
     rounded_by: str | None = None
+    tanh: TanhThresholds | None = None  # a QActivation of the real tanh: its thresholds
+
 
     def weight_values(self) -> dict[str, np.ndarray]:
         """The stored weights by role (float arrays, on their types' grids)."""
@@ -358,7 +373,34 @@ def _read_input(walk: _Walk, name: str, kind: str, layer, shape: tuple[int, ...]
 
 @_reads("QActivation")
 def _read_activation(walk: _Walk, name: str, kind: str, layer, shape: tuple[int, ...]) -> LayerRecord:
-    return walk.record(name, kind, layer, shape, quantizer_precision(_activation_quantizer(layer), name))
+    quantizer = _activation_quantizer(layer)
+    output = quantizer_precision(quantizer, name, real_tanh=True)
+    if not is_real_tanh(quantizer):
+        return walk.record(name, kind, layer, shape, output)
+    source = walk.source(name)
+    if source.kind == "InputLayer" or source.kind in POOLING:
+        quantizer_precision(quantizer, name)  # the refusal that names the place
+    config = _config_of(quantizer)[1]
+    thresholds = tanh_thresholds(output.width, bool(config.get("symmetric")), input_fraction(source, walk.records))
+    if not float32_agrees(thresholds):
+        raise refusal(name, f"quantized_tanh({output.width}, use_real_tanh=True) on an input with "
+                            f"{thresholds.input_fraction} fraction bits: QKeras' float32 tanh rounds to another "
+                            f"level than the exact tanh next to a threshold (at most 15 fraction bits are exact)")
+    return walk.record(name, kind, layer, shape, output, tanh=thresholds)
+
+
+def input_fraction(source: LayerRecord, records: dict[str, LayerRecord]) -> int:
+    """Fraction bits of the values `source` outputs: its type's, or for the exact sum of a
+    weighted layer those of its products (data and every multiplying weight) or of its bias."""
+    if source.output is not None:
+        return source.output.fraction
+    if source.kind in PASS_THROUGH:
+        return input_fraction(records[source.inbound[0]], records)
+    data = records[source.inbound[0]].output
+    if data is None:
+        raise refusal(source.name, "a weighted layer must read quantized values (put a QActivation before it)")
+    product = data.fraction + sum(p.fraction for role, p in source.weights.items() if role != "bias")
+    return max(product, source.weights["bias"].fraction)
 
 
 @_reads(*WEIGHT_ROLES)

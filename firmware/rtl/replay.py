@@ -14,6 +14,9 @@ Exactness, layer by layer:
   the bit of weight 2^-f of w (see `trace_round_half_even`);
 - dense and convolution layers are exact sums of products (da4ml sizes every adder from the
   value ranges, so nothing wraps);
+- the real tanh (quantized_tanh(use_real_tanh=True)) is a count of threshold comparisons
+  (`firmware.tanh`): each comparison with a constant is the sign bit of a difference, and the
+  thresholds are those of each input variable's own grid;
 - average pooling over N values has no division in hardware: the window sum s (LSB 2^-g) is
   multiplied by an integer constant M, offset by b and truncated by K bits, with (M, K, b) found
   and verified exhaustively so that floor((s M + b) / 2^K) equals round_half_even(s 2^(f-g) / N)
@@ -36,6 +39,7 @@ import numpy as np
 
 from firmware.fixedpoint import Precision
 from firmware.graph import LayerRecord, ModelGraph, check_input_precision, model_graph, quantizer_precision, refusal
+from firmware.tanh import tanh_thresholds
 from firmware.thirdparty import da4ml_variables, solve_constant_matrix, variable_costs, variables_behind
 from smartpix.errors import PipelineError
 
@@ -369,6 +373,66 @@ class QuantNode(Node):
 
 
 @dataclass
+class TanhNode(Node):
+    """QKeras' quantized real tanh: output code = #(c >= up) - #(c <= down) on the input codes c
+    (`firmware.tanh`), the thresholds exact for the input's grid."""
+
+    bits: int = 0
+    symmetric: bool = True
+    description: str = ""
+
+    def numpy(self, *xs: IntTensor) -> IntTensor:
+        (x,) = xs
+        return IntTensor(tanh_thresholds(self.bits, self.symmetric, x.frac).codes(x.codes), self.bits - 1)
+
+    def trace(self, ctx: TraceContext, *xs: Any) -> Any:
+        from da4ml.trace import FixedVariableArray
+
+        (x,) = xs
+        out = np.array([self._trace_one(v) for v in da4ml_variables(x).ravel()], dtype=object)
+        return FixedVariableArray(out.reshape(self.out_shape))
+
+    def _trace_one(self, v: Any) -> Any:
+        """#(v >= up) - #(v <= down) = n_up - n_down - sum [v - up < 0] + sum [down - v < 0], each
+        bracket the sign bit of a difference; thresholds outside v's range are constants."""
+        lsb = 2.0 ** -(self.bits - 1)
+        if v.low == v.high:  # a constant (an all-zero weight column): no hardware
+            return float(self.numpy(IntTensor(*_dyadic_code(float(v.low)))).codes[0]) * lsb
+        frac = v.kif[2]
+        thresholds = tanh_thresholds(self.bits, self.symmetric, frac)
+        scale = 2.0**-frac
+        count, signs = 0, []
+        for code in thresholds.up:
+            t = code * scale
+            if v.low >= t:
+                count += 1
+            elif v.high >= t:
+                count += 1
+                signs.append(-(v - t).is_negative())
+        for code in thresholds.down:
+            d = code * scale
+            if v.high <= d:
+                count -= 1
+            elif v.low <= d:
+                count -= 1
+                signs.append((d - v).is_negative())
+        if not signs:
+            return float(count) * lsb
+        return (_adder_tree(signs) + count) * lsb
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "quantizer": self.description,
+                "format": f"fixed<{self.bits},1>", "thresholds": "exact tanh, per input grid"}
+
+
+def _dyadic_code(value: float) -> tuple[np.ndarray, int]:
+    """(code, fraction bits) of a dyadic value: value = code * 2**-fraction."""
+    exact = Fraction(value)
+    frac = max(0, exact.denominator.bit_length() - 1)
+    return np.array([int(exact * 2**frac)], dtype=np.int64), frac
+
+
+@dataclass
 class PoolNode(Node):
     """Average pooling (valid padding) fused with the quantizer that follows it, whose rounding
     decides the division; without a quantizer only power-of-two windows (exact) are allowed."""
@@ -625,6 +689,10 @@ def _separable(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...],
 @_handles("QActivation")
 def _activation(record: LayerRecord, graph: ModelGraph, inputs: tuple[str, ...],
                 in_shape: tuple[int, ...]) -> list[Node]:
+    if record.tanh is not None:
+        assert record.output is not None
+        return [TanhNode(record.name, inputs, in_shape, bits=record.output.width, symmetric=record.tanh.symmetric,
+                         description=str(record.keras.quantizer))]
     return [QuantNode(record.name, inputs, in_shape, quant=_activation_spec(record))]
 
 

@@ -63,7 +63,7 @@ def adversarial_sets(
 def midpoint_events(model, input_precision: Precision, rng: np.random.Generator, n_events: int,
                     n_candidates: int = 20000, n_quantizers: int = 2) -> np.ndarray:
     """Events whose values at the inputs of the first `n_quantizers` rounding quantizers hit
-    exact rounding midpoints most often."""
+    exact rounding midpoints most often (for a real tanh: the codes next to its thresholds)."""
     import tensorflow as tf
 
     from firmware.graph import model_graph
@@ -86,6 +86,12 @@ def midpoint_events(model, input_precision: Precision, rng: np.random.Generator,
     values = values if isinstance(values, list) else [values]
     ties = np.zeros(n_candidates, dtype=np.int64)
     for record, pre in zip(quantizers, values):
+        if record.tanh is not None:  # no ties: the codes on either side of a threshold instead
+            codes = pre.astype(np.float64).reshape(n_candidates, -1) * 2.0**record.tanh.input_fraction
+            edges = [*record.tanh.up, *record.tanh.down]
+            edges += [c - 1 for c in record.tanh.up] + [c + 1 for c in record.tanh.down]
+            ties += np.sum(np.isin(codes, edges), axis=1)
+            continue
         scaled = pre.astype(np.float64).reshape(n_candidates, -1) * 2.0**record.output.fraction
         ties += np.sum(scaled - np.floor(scaled) == 0.5, axis=1)
     order = np.argsort(-ties, kind="stable")
