@@ -28,17 +28,46 @@ saturation (here RND_CONV, SAT) were dropped with it, and the layer's result sta
 accumulator. The third pass gives each linear activation of a set type a quantizer attribute of
 that very type before the merge runs, so the merge moves the type onto the layer's result, which
 then rounds and saturates exactly as QKeras does.
+
+hls4ml converts a QActivation of quantized_tanh(use_real_tanh=True) into an Activation 'tanh'
+(keeping the quantizer's config as its `activation_quantizer`), which Vivado and Vitis evaluate
+with a lookup table (by default 1024 entries over [-4, 4), truncated to its table type) and
+Catapult with ac_math's piecewise-linear tanh: next to a step of the quantized output both often
+land on the neighbouring level. The exact function is a count of threshold comparisons
+(firmware.tanh), and the fourth pass replaces such a node by a layer of this project that counts
+them: its C++ (templates/<backend>/nnet_real_tanh.h, io_parallel and io_stream) adds one LSB of
+the quantizer's type per threshold at or below the input and takes one away per threshold at or
+above it. The thresholds are computed when the layer's C++ is written, for the fraction bits of
+its input's C++ type as hls4ml finally chose it (a finer grid than the exact sum's gives the
+same function), and written as constants of that very type: a dyadic value of at most 53
+significant bits is an exact double literal, and a threshold outside the type's range, which no
+input reaches, is left out rather than wrapped or saturated into one that some input would
+reach.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+from pathlib import Path
 
+from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
+from hls4ml.model.attributes import Attribute
+from hls4ml.model.layers import Layer
 from hls4ml.model.optimizer import OptimizerPass
+
+from firmware.tanh import tanh_thresholds
+from smartpix.errors import PipelineError
 
 WIDEN_PASS = "smartpix_widen_average_pooling"
 KEEP_QUANTIZER_PASS = "smartpix_keep_linear_quantizer"
 CONCATENATE_PASS = "smartpix_stream_concatenate_1d"
+REAL_TANH_PASS = "smartpix_exact_real_tanh"
+REAL_TANH_SOURCES = {
+    "Vivado": Path(__file__).with_name("templates") / "vivado" / "nnet_real_tanh.h",
+    "Vitis": Path(__file__).with_name("templates") / "vivado" / "nnet_real_tanh.h",
+    "Catapult": Path(__file__).with_name("templates") / "catapult" / "nnet_real_tanh.h",
+}
 _registered = False
 
 
@@ -170,3 +199,129 @@ def register_catapult_passes() -> None:
         qualified.append(f"catapult:{name}")
     update_flow("catapult:optimize", add_optimizers=qualified)
     _registered = True
+
+
+def is_real_tanh_node(node) -> bool:
+    """An Activation that hls4ml made of a QActivation(quantized_tanh(use_real_tanh=True))."""
+    quantizer = node.get_attr("activation_quantizer")
+    return (
+        node.class_name == "Activation"
+        and node.get_attr("activation") == "tanh"
+        and isinstance(quantizer, dict)
+        and quantizer.get("class_name") == "quantized_tanh"
+        and bool(quantizer.get("config", {}).get("use_real_tanh"))
+    )
+
+
+class QuantizedRealTanh(Layer):
+    _expected_attributes = [Attribute("n_in"), Attribute("bits"), Attribute("symmetric", value_type=bool)]
+
+    def initialize(self) -> None:
+        self.add_output_variable(self.get_input_variable().shape)
+
+
+class ExactRealTanh(OptimizerPass):
+    def match(self, node) -> bool:
+        return is_real_tanh_node(node)
+
+    def transform(self, model, node) -> bool:
+        config = node.get_attr("activation_quantizer")["config"]
+        bits = int(config["bits"])
+        precision = node.get_output_variable().type.precision
+        if (precision.width, precision.integer, precision.signed) != (bits, 1, True):
+            raise PipelineError(f"layer {node.name}: the result of quantized_tanh({bits}) is its own type "
+                                f"fixed<{bits},1>, not {precision}")
+        attributes = {"n_in": node.get_input_variable().size(), "bits": bits,
+                      "symmetric": bool(config.get("symmetric", False)), "trace": node.get_attr("trace", False)}
+        tanh = model.make_node(QuantizedRealTanh, node.name, attributes, node.inputs.copy())
+        tanh.get_output_variable().type.precision = precision
+        model.replace_node(node, tanh)
+        return True
+
+
+def _exact_literal(code: int, fraction: int) -> str:
+    """C++ double literal of code * 2^-fraction, exact."""
+    if abs(code).bit_length() > 53:
+        raise PipelineError(f"threshold code {code} has more significant bits than a double holds")
+    return repr(float(Fraction(code) / Fraction(2) ** fraction))
+
+
+def real_tanh_steps(node) -> list[str]:
+    """The C++ statements of one real tanh element: the thresholds for the fraction bits of the
+    input's C++ type, those outside its range (which no input reaches) left out."""
+    data = node.get_input_variable().type.precision
+    if not hasattr(data, "integer"):
+        raise PipelineError(f"layer {node.name}: the real tanh needs a fixed-point input, not {data}")
+    fraction = data.width - data.integer
+    low, high = (-(2 ** (data.width - 1)), 2 ** (data.width - 1) - 1) if data.signed else (0, 2**data.width - 1)
+    thresholds = tanh_thresholds(node.get_attr("bits"), node.get_attr("symmetric"), fraction)
+    rises = [f"if (x >= data_T({_exact_literal(u, fraction)})) y += lsb;" for u in thresholds.up if u <= high]
+    falls = [f"if (x <= data_T({_exact_literal(d, fraction)})) y -= lsb;" for d in thresholds.down if d >= low]
+    return rises + falls
+
+
+_REAL_TANH_CONFIG = """struct real_tanh_config{index} {{
+    static const unsigned n_in = {n_in};
+    template <class data_T, class res_T> static res_T step(data_T x) {{
+        const res_T lsb = {lsb};
+        res_T y = 0;
+{steps}
+        return y;
+    }}
+}};
+"""
+
+
+class RealTanhConfigTemplate(LayerConfigTemplate):
+    def __init__(self) -> None:
+        super().__init__(QuantizedRealTanh)
+
+    def format(self, node) -> str:
+        steps = "\n".join(" " * 8 + line for line in real_tanh_steps(node))
+        lsb = _exact_literal(1, node.get_attr("bits") - 1)
+        return _REAL_TANH_CONFIG.format(index=node.index, n_in=node.get_attr("n_in"), lsb=lsb, steps=steps)
+
+
+class RealTanhFunctionTemplate(FunctionCallTemplate):
+    def __init__(self) -> None:
+        super().__init__(QuantizedRealTanh, include_header=["nnet_utils/nnet_real_tanh.h"])
+
+    def format(self, node) -> str:
+        params = self._default_function_params(node)
+        return "nnet::real_tanh<{input_t}, {output_t}, real_tanh_config{index}>({input}, {output});".format(**params)
+
+
+_real_tanh_registered = False
+
+
+def register_real_tanh() -> None:
+    """Register the real tanh layer with its C++ for Vivado, Vitis and Catapult, and the pass that
+    puts it in place at the end of their optimization flows, after hls4ml has inferred every
+    type (once per process)."""
+    global _real_tanh_registered
+    if _real_tanh_registered:
+        return
+    from hls4ml.backends import get_backend
+    from hls4ml.model.flow import update_flow
+    from hls4ml.model.layers import layer_map, register_layer
+    from hls4ml.model.optimizer import get_optimizer, register_pass
+
+    if QuantizedRealTanh.__name__ not in layer_map:
+        register_layer(QuantizedRealTanh.__name__, QuantizedRealTanh)
+    for backend_name, source in REAL_TANH_SOURCES.items():
+        backend = get_backend(backend_name)
+        backend.register_source(source)
+        if backend_name == "Vitis":
+            continue  # Vitis applies Vivado's templates
+        for template in (RealTanhConfigTemplate, RealTanhFunctionTemplate):
+            try:
+                get_optimizer(f"{backend_name.lower()}:{template().get_name()}")
+            except Exception:  # not registered yet (hls4ml raises a bare Exception)
+                backend.register_template(template)
+    try:
+        get_optimizer(REAL_TANH_PASS)
+    except Exception:
+        register_pass(REAL_TANH_PASS, ExactRealTanh)
+    update_flow("vivado:optimize", add_optimizers=[REAL_TANH_PASS])
+    update_flow("catapult:optimize", add_optimizers=[REAL_TANH_PASS])
+    _real_tanh_registered = True

@@ -332,9 +332,10 @@ def _convert_quietly(model, hls_config, config: HardwareConfig, out_dir: Path):
         kwargs.update(tech="asic", asiclibs=config.part)
     else:
         kwargs["part"] = config.part
-    from firmware.hls.passes import register_catapult_passes, register_exactness_passes
+    from firmware.hls.passes import register_catapult_passes, register_exactness_passes, register_real_tanh
 
     register_exactness_passes()
+    register_real_tanh()
     if config.backend == "Catapult":
         register_catapult_passes()
     chatter = io.StringIO()

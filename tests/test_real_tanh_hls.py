@@ -1,0 +1,129 @@
+"""QKeras' quantized_tanh(use_real_tanh=True) in the hls4ml flow: the threshold layer of
+firmware/hls/passes.py, in C simulation against QKeras (and its exact integer replay), and
+hls4ml's own lookup table, which is not exact."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.config import config_from_dict
+from firmware.hls.csim import verify_project
+from firmware.hls.project import convert
+from tests.helpers import PARTS, model_directory, randomize_quantized_weights
+
+
+def _conv_dense_model():
+    """A 3x3 convolution and a dense layer, each followed by a real tanh (4 and 8 bits)."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_tanh
+
+    from train.models import disable_ste
+
+    def bits(b: int):
+        return quantized_bits(b, 0, alpha=1)
+
+    inp = tf.keras.Input(shape=(5, 5, 2), name="x")
+    x = QActivation(quantized_bits(6, 2, alpha=1), name="input_quant")(inp)
+    x = QConv2D(3, (3, 3), kernel_quantizer=bits(4), bias_quantizer=bits(4), name="conv")(x)
+    x = QActivation(quantized_tanh(4, symmetric=True, use_real_tanh=True), name="conv_act")(x)
+    x = tf.keras.layers.Flatten(name="flat")(x)
+    x = QDense(8, kernel_quantizer=bits(8), bias_quantizer=bits(8), name="hidden")(x)
+    x = QActivation(quantized_tanh(8, symmetric=True, use_real_tanh=True), name="hidden_act")(x)
+    x = QDense(4, kernel_quantizer=bits(6), bias_quantizer=bits(6), name="out")(x)
+    model = tf.keras.Model(inp, x, name="real_tanh")
+    randomize_quantized_weights(model, seed=1)
+    disable_ste(model)
+    return model
+
+
+def _conv_dense_inputs(events: int = 40) -> np.ndarray:
+    return (np.random.default_rng(0).integers(-32, 32, size=(events, 5, 5, 2)) * 0.125).astype(np.float32)
+
+
+def _identity_model():
+    """Every code of an 8-bit input passed unchanged (an identity dense layer) to an asymmetric
+    8-bit real tanh, the model's output."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_tanh
+
+    from train.models import disable_ste
+
+    inp = tf.keras.Input(shape=(16,), name="x")
+    x = QActivation(quantized_bits(8, 0, alpha=1), name="input_quant")(inp)
+    one = quantized_bits(2, 1, alpha=1)  # -2, -1, 0, 1
+    x = QDense(16, kernel_quantizer=one, bias_quantizer=one, name="identity")(x)
+    x = QActivation(quantized_tanh(8, symmetric=False, use_real_tanh=True), name="tanh")(x)
+    model = tf.keras.Model(inp, x, name="identity_tanh")
+    model.get_layer("identity").set_weights([np.eye(16, dtype=np.float32), np.zeros(16, np.float32)])
+    disable_ste(model)
+    return model
+
+
+def _project(model, work: Path, inputs: np.ndarray, backend: str, io_type: str = "io_parallel",
+             accumulators: str = "worst_case"):
+    directory = model_directory(model, work / "model", inputs)
+    part, clock = PARTS[backend]
+    config = config_from_dict({"name": model.name, "model": str(directory), "backend": backend, "part": part,
+                               "clock_period_ns": clock, "io_type": io_type, "accumulators": accumulators})
+    return convert(config, work / "hls")
+
+
+def _assert_exact(report) -> None:
+    assert report.error is None, report.error
+    for verdict in report.verdicts:
+        assert verdict.error is None, verdict.error
+        assert verdict.events > 0
+        assert verdict.mismatching_events == 0, (verdict.stimulus, verdict.first_differing_layer)
+    assert report.exact
+
+
+def _layer_classes(project_dir: Path) -> dict[str, str]:
+    manifest = json.loads((project_dir / "smartpix.json").read_text())
+    return {layer["name"]: layer["class"] for layer in manifest["hls_layers"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,io_type", [
+    ("Vitis", "io_parallel"), ("Catapult", "io_parallel"), ("Vitis", "io_stream"), ("Catapult", "io_stream"),
+])
+def test_real_tanh_is_exact(tmp_path, backend, io_type):
+    project = _project(_conv_dense_model(), tmp_path, _conv_dense_inputs(), backend, io_type)
+    classes = _layer_classes(project.directory)
+    assert classes["conv_act"] == classes["hidden_act"] == "QuantizedRealTanh"
+    assert "nnet::tanh<" not in (project.directory / "firmware" / "myproject.cpp").read_text()
+    _assert_exact(verify_project(project, tmp_path / "cache", adversarial=True))
+
+
+@pytest.mark.slow
+def test_every_input_code_is_exact_with_out_of_range_thresholds_left_out(tmp_path):
+    """The tanh's input type, sized from the weights, is fixed<9,2> ([-2, 2)): the thresholds at
+    and beyond 2 are left out of the C++ (emitted, they would wrap into ones that inputs reach),
+    and all 256 input codes, every reachable threshold on both sides, come out exact."""
+    codes = np.arange(-128, 128).reshape(16, 16)
+    project = _project(_identity_model(), tmp_path, codes / 128.0, "Catapult", accumulators="weight_range")
+    parameters = (project.directory / "firmware" / "parameters.h").read_text()
+    thresholds = [float(v) for v in re.findall(r"if \(x [<>]= data_T\(([-0-9.e]+)\)\)", parameters)]
+    assert len(thresholds) == 123 + 123  # 127 rising and 128 falling steps, 4 and 5 beyond the range
+    assert max(abs(t) for t in thresholds) < 2
+    _assert_exact(verify_project(project, tmp_path / "cache", adversarial=False))
+
+
+@pytest.mark.slow
+def test_hls4ml_lookup_table_tanh_is_not_exact(tmp_path, monkeypatch):
+    """Without the threshold layer, hls4ml's tanh lookup table misses the quantized steps."""
+    import firmware.hls.passes as passes
+
+    monkeypatch.setattr(passes.ExactRealTanh, "match", lambda self, node: False)
+    project = _project(_conv_dense_model(), tmp_path, _conv_dense_inputs(), "Vitis")
+    assert "QuantizedRealTanh" not in _layer_classes(project.directory).values()
+    report = verify_project(project, tmp_path / "cache", adversarial=False)
+    assert report.error is None, report.error
+    verdict = report.verdicts[0]
+    assert verdict.error is None, verdict.error
+    assert verdict.mismatching_events > verdict.events // 2
+    assert verdict.first_differing_layer["layer"] in ("conv_act", "hidden_act")
