@@ -32,6 +32,7 @@ def test_the_shipped_specs_are_the_documented_models():
     assert adc.data_options().adc_thresholds == (400.0, 1000.0, 2000.0)
     assert (adc.model.input_bits, adc.model.input_integer, adc.model.input_signed) == (2, 2, False)
     assert by_name["xysum"].model.architecture == "xysum"
+    assert by_name["baseline_tanh"].model.tanh == "real" and by_name["baseline"].model.tanh == "hard"
 
 
 @pytest.mark.parametrize("spec", SHIPPED, ids=lambda s: s.name)
@@ -63,6 +64,10 @@ def test_a_spec_round_trips_to_the_same_model(spec, tmp_path):
     ("model: {architecture: baseline, input_bits: 2, input_integer: 1}\n"
      "data: {adc_thresholds: [400, 1000, 2000]}\n", "key 'model.input_bits'"),
     ("model: {architecture: baseline}\nmodel: {architecture: xysum}\n", "key 'model' appears twice"),
+    ("model: {architecture: baseline, tanh: soft}\n", "model option tanh must be one of hard, real"),
+    # 12-bit dense weights make dense_1's sum 7 + 11 fraction bits fine: float32 tanh misrounds there
+    ("model: {architecture: baseline, tanh: real, dense_weight_bits: 12}\n",
+     "key 'model.tanh': layer dense_1_act: quantized_tanh(8, use_real_tanh=True) on an input with 18 fraction bits"),
 ])
 def test_a_bad_spec_is_one_line_naming_the_file_and_key(tmp_path, body, message):
     path = _write(tmp_path, body)

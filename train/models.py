@@ -19,6 +19,7 @@ from typing import Any
 from smartpix.errors import PipelineError
 
 ARCHITECTURES = ("baseline", "xysum")
+TANH_KINDS = ("hard", "real")
 N_OUTPUTS = 14  # 4 means, 4 Cholesky diagonal entries, 6 off-diagonal entries
 
 
@@ -41,6 +42,10 @@ class ModelSpec:
     pool_integer: int = 0
     dense_weight_bits: int = 8
     dense_activation_bits: int = 8  # quantized_tanh, symmetric
+    # the convolutions' and dense layers' quantized_tanh: 'hard' is QKeras' default, clip(x, -1, 1);
+    # 'real' rounds the real tanh (use_real_tanh=True), which the firmware computes exactly by
+    # comparing with thresholds (firmware/tanh.py)
+    tanh: str = "hard"
     # the output layer's bias, quantized_bits(output_bias_bits, 0); 0: dense_weight_bits. A mean's
     # bias sets its offset to within half a step, 1/256 of the scaled target at 8 bits: 11% of a
     # trained cotAlpha resolution, hence the finer grid of the shipped specs
@@ -63,6 +68,8 @@ class ModelSpec:
                      "kernel_size", "pool_size"):
             if getattr(self, name) < 1:
                 raise PipelineError(f"model option {name} must be at least 1, got {getattr(self, name)}")
+        if self.tanh not in TANH_KINDS:
+            raise PipelineError(f"model option tanh must be one of {', '.join(TANH_KINDS)}, got {self.tanh!r}")
         if self.output_bias_bits < 0:
             raise PipelineError(f"model option output_bias_bits must be 0 (dense_weight_bits) or at least 1, "
                                 f"got {self.output_bias_bits}")
@@ -194,9 +201,14 @@ class _QuantizedBlocks:
         )(x)
 
     def conv_activation(self, x, name):
-        from qkeras import QActivation, quantized_tanh
+        from qkeras import QActivation
 
-        return QActivation(quantized_tanh(self.spec.conv_activation_bits, symmetric=True), name=name)(x)
+        return QActivation(self._tanh(self.spec.conv_activation_bits), name=name)(x)
+
+    def _tanh(self, bits: int):
+        from qkeras import quantized_tanh
+
+        return quantized_tanh(bits, symmetric=True, use_real_tanh=self.spec.tanh == "real")
 
     def pool_quantizer(self, x, name, integer: int | None = None, signed: bool = True):
         from qkeras import QActivation, quantized_bits
@@ -220,9 +232,9 @@ class _QuantizedBlocks:
         )(x)
 
     def dense_activation(self, x, name):
-        from qkeras import QActivation, quantized_tanh
+        from qkeras import QActivation
 
-        return QActivation(quantized_tanh(self.spec.dense_activation_bits, symmetric=True), name=name)(x)
+        return QActivation(self._tanh(self.spec.dense_activation_bits), name=name)(x)
 
 
 class _FloatBlocks(_QuantizedBlocks):

@@ -209,10 +209,13 @@ def _training(raw: Any, where: str) -> dict[str, Any]:
 
 
 def _check_combination(spec: ModelSpecFile, where: str) -> None:
-    """Refuse now what could only fail later: inputs the input quantizer cannot hold exactly."""
+    """Refuse now what could only fail later: inputs the input quantizer cannot hold exactly, a
+    real tanh the firmware cannot make exact."""
     options = spec.data_options()
     if spec.model is None:
         return
+    if spec.model.tanh == "real":
+        _check_real_tanh(spec.model, options.input_shape(), where)
     levels = _input_levels(options)
     if levels is None:
         return
@@ -224,6 +227,21 @@ def _check_combination(spec: ModelSpecFile, where: str) -> None:
             f"{where}: key 'model.input_bits': the input quantizer quantized_bits({m.input_bits}, "
             f"{m.input_integer}) tops out at {largest:g}, but the digitized input reaches {max(levels):g}"
         )
+
+
+def _check_real_tanh(model_spec: ModelSpec, input_shape: tuple[int, int, int], where: str) -> None:
+    """The real tanh is exact where QKeras' float32 tanh decides as the exact one, which depends on
+    the grids of the sums it reads, not on the weights: the model walk of both flows decides it on
+    the untrained model."""
+    from firmware.graph import model_graph
+    from train.models import build_model, snap_weights_to_quantized
+
+    model = build_model(model_spec, input_shape, quantized=True)
+    snap_weights_to_quantized(model)
+    try:
+        model_graph(model)
+    except PipelineError as err:
+        raise PipelineError(f"{where}: key 'model.tanh': {err}") from None
 
 
 def _input_levels(options) -> list[float] | None:
