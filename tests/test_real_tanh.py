@@ -111,6 +111,28 @@ def test_replay_and_trace_equal_qkeras_and_the_real_tanh_is_not_the_hard_one():
     assert replay.locate_first_difference(graph, model, events[:300], traced=traced, inp=inp)["layer"] is None
 
 
+def test_trace_stays_exact_through_a_chain_of_real_tanh_layers():
+    """Four dense layers, each with a real tanh: a trace whose comparisons carry a shrinking
+    scale from layer to layer, or compare exactly at a threshold, goes wrong after two or three."""
+    from qkeras import QActivation, QDense, quantized_bits, quantized_tanh
+
+    inp = tf.keras.Input(shape=(6,), name="x")
+    x = QActivation(quantized_bits(6, 2, alpha=1), name="input_quant")(inp)
+    for k in range(4):
+        x = QDense(8, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1),
+                   name=f"dense_{k}")(x)
+        x = QActivation(quantized_tanh(8, symmetric=True, use_real_tanh=True), name=f"tanh_{k}")(x)
+    x = QDense(2, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1),
+               name="out")(x)
+    model = tf.keras.Model(inp, x, name="tanh_chain")
+    randomize_quantized_weights(model, seed=0)
+    disable_ste(model)
+    events = (np.random.default_rng(0).integers(-64, 64, size=(3000, 6)) / 8).astype(np.float32)
+    graph = replay.extract_graph(model)
+    inp_vars, traced = replay.trace_graph(graph)
+    assert replay.locate_first_difference(graph, model, events, traced=traced, inp=inp_vars)["layer"] is None
+
+
 def test_adversarial_events_put_the_first_real_tanh_next_to_its_thresholds():
     model = _tanh_model()
     graph = model_graph(model)

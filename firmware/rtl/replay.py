@@ -15,8 +15,8 @@ Exactness, layer by layer:
 - dense and convolution layers are exact sums of products (da4ml sizes every adder from the
   value ranges, so nothing wraps);
 - the real tanh (quantized_tanh(use_real_tanh=True)) is a count of threshold comparisons
-  (`firmware.tanh`): each comparison with a constant is the sign bit of a difference, and the
-  thresholds are those of each input variable's own grid;
+  (`firmware.tanh`), each the sign of the difference to a point half an LSB below (or above) the
+  threshold, with the thresholds of each input variable's own grid;
 - average pooling over N values has no division in hardware: the window sum s (LSB 2^-g) is
   multiplied by an integer constant M, offset by b and truncated by K bits, with (M, K, b) found
   and verified exhaustively so that floor((s M + b) / 2^K) equals round_half_even(s 2^(f-g) / N)
@@ -393,32 +393,37 @@ class TanhNode(Node):
         return FixedVariableArray(out.reshape(self.out_shape))
 
     def _trace_one(self, v: Any) -> Any:
-        """#(v >= up) - #(v <= down) = n_up - n_down - sum [v - up < 0] + sum [down - v < 0], each
-        bracket the sign bit of a difference; thresholds outside v's range are constants."""
+        """#(v >= up) - #(v <= down), each comparison a sign-selected constant. The comparisons are
+        made half an input LSB off the threshold, where the difference is never zero: da4ml's
+        sign selection of a variable it keeps negated takes the other branch at zero. The
+        selected constants (scale 1) keep the output's scale plain; a sign bit extracted by
+        shifts carries a scale that shrinks with every layer, past what da4ml's interpreter
+        evaluates exactly. Thresholds outside v's range are constants."""
+        from decimal import Decimal
+
         lsb = 2.0 ** -(self.bits - 1)
         if v.low == v.high:  # a constant (an all-zero weight column): no hardware
             return float(self.numpy(IntTensor(*_dyadic_code(float(v.low)))).codes[0]) * lsb
         frac = v.kif[2]
         thresholds = tanh_thresholds(self.bits, self.symmetric, frac)
-        scale = 2.0**-frac
-        count, signs = 0, []
+        half = 2.0 ** -(frac + 1)
+        step = Decimal(lsb)
+        count, steps = 0, []
         for code in thresholds.up:
-            t = code * scale
+            t = code * 2.0**-frac
             if v.low >= t:
                 count += 1
             elif v.high >= t:
-                count += 1
-                signs.append(-(v - t).is_negative())
+                steps.append((v - (t - half)).msb_mux(0.0, lsb, (Decimal(0), step, step)))
         for code in thresholds.down:
-            d = code * scale
+            d = code * 2.0**-frac
             if v.high <= d:
                 count -= 1
             elif v.low <= d:
-                count -= 1
-                signs.append((d - v).is_negative())
-        if not signs:
+                steps.append((v - (d + half)).msb_mux(-lsb, 0.0, (-step, Decimal(0), step)))
+        if not steps:
             return float(count) * lsb
-        return (_adder_tree(signs) + count) * lsb
+        return _adder_tree(steps) + float(count) * lsb
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "quantizer": self.description,
