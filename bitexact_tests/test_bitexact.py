@@ -1,6 +1,7 @@
 """Every output of every event equal, as raw fixed-point codes, for every shipped
 configuration: held-out events and each adversarial set, in the hls4ml C simulation and in the
-Verilator simulation of the open flow's RTL (the twenty-slice models' RTL: see RTL_SHIPPED)."""
+Verilator simulation of the open flow's RTL (the twenty-slice and real-tanh models' RTL: see
+RTL_SHIPPED)."""
 
 from __future__ import annotations
 
