@@ -179,7 +179,6 @@ class LayerRecord:
     rounded_by: str | None = None
     tanh: TanhThresholds | None = None  # a QActivation of the real tanh: its thresholds
 
-
     def weight_values(self) -> dict[str, np.ndarray]:
         """The stored weights by role (float arrays, on their types' grids)."""
         return dict(zip(self.weights, self.keras.get_weights()))
@@ -374,12 +373,10 @@ def _read_input(walk: _Walk, name: str, kind: str, layer, shape: tuple[int, ...]
 @_reads("QActivation")
 def _read_activation(walk: _Walk, name: str, kind: str, layer, shape: tuple[int, ...]) -> LayerRecord:
     quantizer = _activation_quantizer(layer)
-    output = quantizer_precision(quantizer, name, real_tanh=True)
+    source = walk.source(name)
+    output = quantizer_precision(quantizer, name, real_tanh=source.kind != "InputLayer" and source.kind not in POOLING)
     if not is_real_tanh(quantizer):
         return walk.record(name, kind, layer, shape, output)
-    source = walk.source(name)
-    if source.kind == "InputLayer" or source.kind in POOLING:
-        quantizer_precision(quantizer, name)  # the refusal that names the place
     config = _config_of(quantizer)[1]
     thresholds = tanh_thresholds(output.width, bool(config.get("symmetric")), input_fraction(source, walk.records))
     if not float32_agrees(thresholds):
