@@ -57,15 +57,70 @@ def model_directory(model, directory: Path, inputs: np.ndarray) -> Path:
 PARTS = {"Catapult": ("nangate-45nm", 25), "Vitis": ("xcvu13p-flga2577-2-e", 5)}
 
 
-def c_simulation(model, work: Path, inputs: np.ndarray, backend: str = "Catapult", adversarial: bool = True):
-    """The C-simulation report (held-out `inputs`, with `adversarial` the adversarial sets too) of
-    `model` converted for `backend` in `work`."""
+def hls_project(model, work: Path, inputs: np.ndarray, backend: str = "Catapult", **settings):
+    """`model` converted for `backend` in `work` (held-out `inputs`); `settings` are further keys
+    of the hardware configuration (io_type, accumulators, ...)."""
     from firmware.config import config_from_dict
-    from firmware.hls.csim import verify_project
     from firmware.hls.project import convert
 
     directory = model_directory(model, Path(work) / "model", inputs)
     part, clock = PARTS[backend]
     config = config_from_dict({"name": model.name, "model": str(directory), "backend": backend, "part": part,
-                               "clock_period_ns": clock})
-    return verify_project(convert(config, Path(work) / "hls"), Path(work) / "cache", adversarial=adversarial)
+                               "clock_period_ns": clock, **settings})
+    return convert(config, Path(work) / "hls")
+
+
+def c_simulation(model, work: Path, inputs: np.ndarray, backend: str = "Catapult", adversarial: bool = True):
+    """The C-simulation report (held-out `inputs`, with `adversarial` the adversarial sets too) of
+    `model` converted for `backend` in `work`."""
+    from firmware.hls.csim import verify_project
+
+    return verify_project(hls_project(model, work, inputs, backend), Path(work) / "cache", adversarial=adversarial)
+
+
+def assert_exact(report) -> None:
+    """Every verdict of a C-simulation report ran and found no mismatching event."""
+    assert report.error is None, report.error
+    for verdict in report.verdicts:
+        assert verdict.error is None, verdict.error
+        assert verdict.events > 0
+        assert verdict.mismatching_events == 0, (verdict.stimulus, verdict.first_differing_layer)
+    assert report.exact
+
+
+def hls_layers(project_dir: Path) -> dict[str, dict]:
+    """The hls4ml layers of a converted project by name, from its manifest."""
+    manifest = json.loads((Path(project_dir) / "smartpix.json").read_text())
+    return {layer["name"]: layer for layer in manifest["hls_layers"]}
+
+
+def real_tanh_model(seed: int = 4, dense_input_bits: int = 8, dense_weight_bits: int = 8):
+    """Input quantizer, a 3x3 convolution and a dense layer, each followed by a real tanh (4 bits
+    symmetric, 8 bits asymmetric), a linear output; seeded random weights."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_tanh
+
+    from train.models import disable_ste
+
+    inp = tf.keras.Input(shape=(4, 5, 2), name="x")
+    x = QActivation(quantized_bits(6, 2, alpha=1), name="input_quant")(inp)
+    x = QConv2D(3, (3, 3), kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1),
+                name="conv")(x)
+    x = QActivation(quantized_tanh(4, symmetric=True, use_real_tanh=True), name="conv_act")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = QActivation(quantized_bits(dense_input_bits, 0, alpha=1), name="requant")(x)
+    x = QDense(6, kernel_quantizer=quantized_bits(dense_weight_bits, 0, alpha=1),
+               bias_quantizer=quantized_bits(8, 0, alpha=1), name="hidden")(x)
+    x = QActivation(quantized_tanh(8, use_real_tanh=True), name="hidden_act")(x)
+    x = QDense(4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1),
+               name="out")(x)
+    model = tf.keras.Model(inp, x, name="tiny_tanh")
+    randomize_quantized_weights(model, seed=seed)
+    disable_ste(model)
+    return model
+
+
+def real_tanh_events(n: int, seed: int = 2) -> np.ndarray:
+    """Events for `real_tanh_model` over every code of its input quantizer."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-32, 32, size=(n, 4, 5, 2)) / 8).astype(np.float32)

@@ -15,6 +15,7 @@ from firmware.config import config_from_dict
 from firmware.hls.csim import verify_project
 from firmware.hls.project import convert
 from tests.conftest import REPO, make_model_directory
+from tests.helpers import assert_exact, hls_layers
 
 
 def _stream_config(model_dir: Path, name: str = "x"):
@@ -29,26 +30,16 @@ def _stream_config(model_dir: Path, name: str = "x"):
 
 
 def _assert_exact(report, adversarial: bool) -> None:
-    assert report.error is None, report.error
     stimuli = [v.stimulus for v in report.verdicts]
     assert stimuli[0] == "held_out" and (len(stimuli) > 1) == adversarial
-    for verdict in report.verdicts:
-        assert verdict.error is None, verdict.error
-        assert verdict.events > 0
-        assert verdict.mismatching_events == 0, (verdict.stimulus, verdict.first_differing_layer)
-    assert report.exact
-
-
-def _layers(project_dir: Path) -> dict[str, dict]:
-    manifest = json.loads((project_dir / "smartpix.json").read_text())
-    return {layer["name"]: layer for layer in manifest["hls_layers"]}
+    assert_exact(report)
 
 
 @pytest.mark.slow
 def test_xysum_is_exact_on_held_out_and_adversarial_events(tmp_path):
     model_dir = make_model_directory(tmp_path / "xysum", "xysum", events=60)
     project = convert(_stream_config(model_dir), tmp_path / "p")
-    layers = _layers(tmp_path / "p")
+    layers = hls_layers(tmp_path / "p")
     # the concatenation is done on rows of 5 (the Conv1D filters), then viewed as 150 values
     assert layers["profiles"]["size"] == 150 and layers["profiles_flat"]["size"] == 150
     assert "nnet::concatenate1d" not in (tmp_path / "p" / "firmware" / "myproject.cpp").read_text()
@@ -121,7 +112,7 @@ def _two_branch_model_directory(out: Path, head: bool, events: int = 80) -> Path
 def test_concatenation_of_different_packet_sizes_is_exact(tmp_path, head):
     model_dir = _two_branch_model_directory(tmp_path / "two", head)
     project = convert(_stream_config(model_dir), tmp_path / "p")
-    layers = _layers(tmp_path / "p")
+    layers = hls_layers(tmp_path / "p")
     # packets of 6 and 4 values are cut into rows of 2 before the concatenation
     assert layers["joined_rows0"]["size"] == 6 and layers["joined_rows1"]["size"] == 4
     assert layers["joined_flat"]["size"] == 10
@@ -133,5 +124,5 @@ def test_concatenation_of_different_packet_sizes_is_exact(tmp_path, head):
 def test_baseline_stays_exact(tmp_path):
     model_dir = make_model_directory(tmp_path / "baseline", "baseline", events=60)
     project = convert(_stream_config(model_dir), tmp_path / "p")
-    assert not any(name.endswith(("_rows0", "_flat")) for name in _layers(tmp_path / "p"))
+    assert not any(name.endswith(("_rows0", "_flat")) for name in hls_layers(tmp_path / "p"))
     _assert_exact(verify_project(project, tmp_path / "cache", adversarial=True), adversarial=True)

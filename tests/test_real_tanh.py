@@ -16,7 +16,7 @@ from firmware.rtl import replay, verilator, verilog
 from firmware.tanh import float32_agrees, tanh_thresholds
 from firmware.verify import stimuli
 from smartpix.errors import PipelineError
-from tests.helpers import randomize_quantized_weights, reference_outputs
+from tests.helpers import randomize_quantized_weights, real_tanh_events, real_tanh_model, reference_outputs
 from train.models import disable_ste
 
 
@@ -48,35 +48,8 @@ def test_float32_tanh_agrees_on_fine_grids_only():
     assert not float32_agrees(tanh_thresholds(8, True, 20))
 
 
-def _tanh_model(seed: int = 4, dense_input_bits: int = 8, dense_weight_bits: int = 8):
-    """Input quantizer, a convolution and a dense layer, each followed by a real tanh."""
-    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_tanh
-
-    inp = tf.keras.Input(shape=(4, 5, 2), name="x")
-    x = QActivation(quantized_bits(6, 2, alpha=1), name="input_quant")(inp)
-    x = QConv2D(3, (3, 3), kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1),
-                name="conv")(x)
-    x = QActivation(quantized_tanh(4, symmetric=True, use_real_tanh=True), name="conv_act")(x)
-    x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = QActivation(quantized_bits(dense_input_bits, 0, alpha=1), name="requant")(x)
-    x = QDense(6, kernel_quantizer=quantized_bits(dense_weight_bits, 0, alpha=1),
-               bias_quantizer=quantized_bits(8, 0, alpha=1), name="hidden")(x)
-    x = QActivation(quantized_tanh(8, use_real_tanh=True), name="hidden_act")(x)
-    x = QDense(4, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 0, alpha=1),
-               name="out")(x)
-    model = tf.keras.Model(inp, x, name="tiny_tanh")
-    randomize_quantized_weights(model, seed=seed)
-    disable_ste(model)
-    return model
-
-
-def _events(n: int, seed: int = 2) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.integers(-32, 32, size=(n, 4, 5, 2)) / 8).astype(np.float32)  # every input code
-
-
 def test_walk_gives_each_real_tanh_the_thresholds_of_its_input_grid():
-    graph = model_graph(_tanh_model())
+    graph = model_graph(real_tanh_model())
     # the convolution sums 3-fraction-bit inputs times 3-fraction-bit weights; the dense layer
     # 7-bit inputs times 7-bit weights
     assert graph["conv_act"].tanh == tanh_thresholds(4, True, 6)
@@ -87,7 +60,7 @@ def test_walk_gives_each_real_tanh_the_thresholds_of_its_input_grid():
 def test_real_tanh_on_too_fine_a_grid_or_as_input_quantizer_is_refused_by_name():
     with pytest.raises(PipelineError, match=r"layer hidden_act: quantized_tanh\(8, use_real_tanh=True\) on an input "
                                             r"with 22 fraction bits"):
-        model_graph(_tanh_model(dense_input_bits=12, dense_weight_bits=12))
+        model_graph(real_tanh_model(dense_input_bits=12, dense_weight_bits=12))
 
     from qkeras import QActivation, quantized_tanh
 
@@ -98,9 +71,9 @@ def test_real_tanh_on_too_fine_a_grid_or_as_input_quantizer_is_refused_by_name()
 
 
 def test_replay_and_trace_equal_qkeras_and_the_real_tanh_is_not_the_hard_one():
-    model = _tanh_model()
+    model = real_tanh_model()
     graph = replay.extract_graph(model)
-    events = _events(2000)
+    events = real_tanh_events(2000)
     replayed = replay.replay_numpy(graph, events)
     assert np.array_equal(replayed[graph.output].values(), reference_outputs(model, events).astype(np.float64))
     # on these events the real and the hard tanh part ways (the hard one is clip(x, -1, 1))
@@ -134,7 +107,7 @@ def test_trace_stays_exact_through_a_chain_of_real_tanh_layers():
 
 
 def test_adversarial_events_put_the_first_real_tanh_next_to_its_thresholds():
-    model = _tanh_model()
+    model = real_tanh_model()
     graph = model_graph(model)
     thresholds = graph["conv_act"].tanh
     edges = [*thresholds.up, *thresholds.down, *(c - 1 for c in thresholds.up), *(c + 1 for c in thresholds.down)]
@@ -147,15 +120,15 @@ def test_adversarial_events_put_the_first_real_tanh_next_to_its_thresholds():
 
     chosen = stimuli.midpoint_events(model, graph.input_precision, np.random.default_rng(0), n_events=50,
                                      n_candidates=2000, n_quantizers=1)
-    assert edge_hits(chosen) > 3 * edge_hits(_events(50)) > 0
+    assert edge_hits(chosen) > 3 * edge_hits(real_tanh_events(50)) > 0
 
 
 @pytest.mark.slow
 def test_real_tanh_verilog_is_bit_exact(tmp_path):
-    model = _tanh_model()
+    model = real_tanh_model()
     project = verilog.build_rtl(model, tmp_path / "rtl", clock_period_ns=2.0)
     sim = verilator.build_simulator(project, tmp_path / "cache")
-    events = _events(3000, seed=3)
+    events = real_tanh_events(3000, seed=3)
     (verdict,) = verilator.compare_sets(sim, model, [("random", events, reference_outputs(model, events))])
     assert verdict.exact, verdict
     assert verdict.events == 3000

@@ -4,17 +4,13 @@ hls4ml's own lookup table, which is not exact."""
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from firmware.config import config_from_dict
 from firmware.hls.csim import verify_project
-from firmware.hls.project import convert
-from tests.helpers import PARTS, model_directory, randomize_quantized_weights
+from tests.helpers import assert_exact, hls_layers, hls_project, randomize_quantized_weights
 
 
 def _conv_dense_model():
@@ -64,39 +60,16 @@ def _identity_model():
     return model
 
 
-def _project(model, work: Path, inputs: np.ndarray, backend: str, io_type: str = "io_parallel",
-             accumulators: str = "worst_case"):
-    directory = model_directory(model, work / "model", inputs)
-    part, clock = PARTS[backend]
-    config = config_from_dict({"name": model.name, "model": str(directory), "backend": backend, "part": part,
-                               "clock_period_ns": clock, "io_type": io_type, "accumulators": accumulators})
-    return convert(config, work / "hls")
-
-
-def _assert_exact(report) -> None:
-    assert report.error is None, report.error
-    for verdict in report.verdicts:
-        assert verdict.error is None, verdict.error
-        assert verdict.events > 0
-        assert verdict.mismatching_events == 0, (verdict.stimulus, verdict.first_differing_layer)
-    assert report.exact
-
-
-def _layer_classes(project_dir: Path) -> dict[str, str]:
-    manifest = json.loads((project_dir / "smartpix.json").read_text())
-    return {layer["name"]: layer["class"] for layer in manifest["hls_layers"]}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend,io_type", [
     ("Vitis", "io_parallel"), ("Catapult", "io_parallel"), ("Vitis", "io_stream"), ("Catapult", "io_stream"),
 ])
 def test_real_tanh_is_exact(tmp_path, backend, io_type):
-    project = _project(_conv_dense_model(), tmp_path, _conv_dense_inputs(), backend, io_type)
-    classes = _layer_classes(project.directory)
-    assert classes["conv_act"] == classes["hidden_act"] == "QuantizedRealTanh"
+    project = hls_project(_conv_dense_model(), tmp_path, _conv_dense_inputs(), backend, io_type=io_type)
+    layers = hls_layers(project.directory)
+    assert layers["conv_act"]["class"] == layers["hidden_act"]["class"] == "QuantizedRealTanh"
     assert "nnet::tanh<" not in (project.directory / "firmware" / "myproject.cpp").read_text()
-    _assert_exact(verify_project(project, tmp_path / "cache", adversarial=True))
+    assert_exact(verify_project(project, tmp_path / "cache", adversarial=True))
 
 
 @pytest.mark.slow
@@ -105,12 +78,12 @@ def test_every_input_code_is_exact_with_out_of_range_thresholds_left_out(tmp_pat
     and beyond 2 are left out of the C++ (emitted, they would wrap into ones that inputs reach),
     and all 256 input codes, every reachable threshold on both sides, come out exact."""
     codes = np.arange(-128, 128).reshape(16, 16)
-    project = _project(_identity_model(), tmp_path, codes / 128.0, "Catapult", accumulators="weight_range")
+    project = hls_project(_identity_model(), tmp_path, codes / 128.0, "Catapult", accumulators="weight_range")
     parameters = (project.directory / "firmware" / "parameters.h").read_text()
     thresholds = [float(v) for v in re.findall(r"if \(x [<>]= data_T\(([-0-9.e]+)\)\)", parameters)]
     assert len(thresholds) == 123 + 123  # 127 rising and 128 falling steps, 4 and 5 beyond the range
     assert max(abs(t) for t in thresholds) < 2
-    _assert_exact(verify_project(project, tmp_path / "cache", adversarial=False))
+    assert_exact(verify_project(project, tmp_path / "cache", adversarial=False))
 
 
 @pytest.mark.slow
@@ -119,8 +92,8 @@ def test_hls4ml_lookup_table_tanh_is_not_exact(tmp_path, monkeypatch):
     import firmware.hls.passes as passes
 
     monkeypatch.setattr(passes.ExactRealTanh, "match", lambda self, node: False)
-    project = _project(_conv_dense_model(), tmp_path, _conv_dense_inputs(), "Vitis")
-    assert "QuantizedRealTanh" not in _layer_classes(project.directory).values()
+    project = hls_project(_conv_dense_model(), tmp_path, _conv_dense_inputs(), "Vitis")
+    assert "QuantizedRealTanh" not in [layer["class"] for layer in hls_layers(project.directory).values()]
     report = verify_project(project, tmp_path / "cache", adversarial=False)
     assert report.error is None, report.error
     verdict = report.verdicts[0]
