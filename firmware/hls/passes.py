@@ -29,6 +29,16 @@ accumulator. The third pass gives each linear activation of a set type a quantiz
 that very type before the merge runs, so the merge moves the type onto the layer's result, which
 then rounds and saturates exactly as QKeras does.
 
+In io_stream, hls4ml's inplace_stream_flatten makes a Flatten after a convolution a view of the
+convolution's stream, whose packets hold one pixel's channels, so that a Dense after it gathers
+its inputs packet by packet. An activation right after such a Flatten (a QActivation that rounds
+the flattened values, say) is not a Dense: its C++ reads n_in / res_T::size packets and copies
+res_T::size elements out of each, but res_T is the flattened tensor of one packet of every value,
+so it reads one packet of a pixel's channels and past its end, and every event comes out wrong.
+An elementwise function commutes with a flatten, so the fifth pass moves the activation in front
+of the Flatten, where its packets are the pixels' channels like those it reads; the Flatten after
+it stays an in-place view, and no repacking buffer is added.
+
 hls4ml converts a QActivation of quantized_tanh(use_real_tanh=True) into an Activation 'tanh'
 (keeping the quantizer's config as its `activation_quantizer`), which Vivado and Vitis evaluate
 with a lookup table (by default 1024 entries over [-4, 4), truncated to its table type) and
@@ -63,6 +73,7 @@ WIDEN_PASS = "smartpix_widen_average_pooling"
 KEEP_QUANTIZER_PASS = "smartpix_keep_linear_quantizer"
 CONCATENATE_PASS = "smartpix_stream_concatenate_1d"
 REAL_TANH_PASS = "smartpix_exact_real_tanh"
+FLATTEN_PASS = "smartpix_activation_before_stream_flatten"
 REAL_TANH_SOURCES = {
     "Vivado": Path(__file__).with_name("templates") / "vivado" / "nnet_real_tanh.h",
     "Vitis": Path(__file__).with_name("templates") / "vivado" / "nnet_real_tanh.h",
@@ -162,23 +173,58 @@ class KeepLinearActivationType(OptimizerPass):
         return False  # an attribute only: the graph is unchanged
 
 
+ELEMENTWISE_NODES = ("Activation", "HardActivation", "ParametrizedActivation", "TernaryTanh")
+
+
+def _is_flatten(node) -> bool:
+    return (node is not None and node.class_name == "Reshape" and len(node.get_output_variable().shape) == 1
+            and len(node.get_input_variable().shape) > 1)
+
+
+class ActivationBeforeStreamFlatten(OptimizerPass):
+    def match(self, node) -> bool:
+        if node.model.config.get_config_value("IOType") != "io_stream":
+            return False
+        if node.class_name not in ELEMENTWISE_NODES or str(node.get_attr("activation")).lower() == "softmax":
+            return False
+        return _is_flatten(node.get_input_node())
+
+    def transform(self, model, node) -> bool:
+        from hls4ml.model.types import NamedType, TensorVariable
+
+        flatten = node.get_input_node()
+        precision = node.get_output_variable().type.precision
+        # the attributes the converter gave it, not those hls4ml derives from its place in the graph
+        structural = {"name", "class_name", "inputs", "outputs", "index"}
+        attributes = {key: value for key, value in node.attributes.items()
+                      if key not in structural and not isinstance(value, (NamedType, TensorVariable))}
+        model.remove_node(node)
+        moved = model.make_node(node.class_name, node.name, attributes, flatten.inputs.copy())
+        moved.get_output_variable().type.precision = precision
+        model.insert_node(moved, before=flatten)
+        return True
+
+
 _generic_registered = False
 
 
 def register_exactness_passes() -> None:
-    """Add the backend-independent pass to hls4ml's 'parse_qonnx' flow, which the 'convert' flow
-    (with merge_linear_activation) requires and so runs first (once per process)."""
+    """Add the backend-independent passes to hls4ml's 'parse_qonnx' flow, which the 'convert' flow
+    (with merge_linear_activation) requires and so runs first, before any backend's streaming
+    passes make a Flatten a view (once per process)."""
     global _generic_registered
     if _generic_registered:
         return
     from hls4ml.model.flow import update_flow
     from hls4ml.model.optimizer import get_optimizer, register_pass
 
-    try:
-        get_optimizer(KEEP_QUANTIZER_PASS)
-    except Exception:  # not registered yet (hls4ml raises a bare Exception)
-        register_pass(KEEP_QUANTIZER_PASS, KeepLinearActivationType)
-    update_flow("parse_qonnx", add_optimizers=[KEEP_QUANTIZER_PASS])
+    passes = {KEEP_QUANTIZER_PASS: KeepLinearActivationType, FLATTEN_PASS: ActivationBeforeStreamFlatten}
+    for name, cls in passes.items():
+        try:
+            get_optimizer(name)
+        except Exception:  # not registered yet (hls4ml raises a bare Exception)
+            register_pass(name, cls)
+    update_flow("parse_qonnx", add_optimizers=list(passes))
     _generic_registered = True
 
 
