@@ -45,6 +45,22 @@ def test_quantizer_bit_widths_are_parameters():
     assert model.get_layer("dense_1_act").quantizer.bits == 6
 
 
+@pytest.mark.parametrize("integer, kept", [(0, -1.0), (1, -1.5)])
+def test_output_bias_integer_bits_widen_its_range(integer, kept):
+    """A diagonal Cholesky bias of -1.5 is clipped to the edge of quantized_bits(12, 0), kept
+    with one integer bit."""
+    import numpy as np
+
+    model = build_model(ModelSpec(output_bias_bits=12, output_bias_integer=integer), (13, 21, 2))
+    layer = model.get_layer("mdn_output")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel, np.full_like(bias, -1.5)])
+    snap_weights_to_quantized(model)
+    assert np.all(layer.get_weights()[1] == kept)
+    # only the output layer's bias: the hidden layers keep quantized_bits(8, 0)
+    assert model.get_layer("dense_2").bias_quantizer_internal.integer == 0
+
+
 def test_xysum_projects_then_shares_the_dense_head():
     model = build_model(ModelSpec(architecture="xysum"), (13, 21, 2))
     assert tuple(model.get_layer("profile_y").output_shape[1:]) == (13, 2)

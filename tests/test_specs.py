@@ -52,6 +52,8 @@ def test_a_spec_round_trips_to_the_same_model(spec, tmp_path):
     ("model: {architecture: baseline, conv_weight_bits: four}\n", "key 'model.conv_weight_bits' must be int"),
     ("model: {architecture: baseline, conv_weight_bits: 0}\n", "conv_weight_bits must be at least 1"),
     ("model: {architecture: baseline, output_bias_bits: -2}\n", "output_bias_bits must be 0 (dense_weight_bits)"),
+    ("model: {architecture: baseline, output_bias_bits: 12, output_bias_integer: 12}\n",
+     "output_bias_integer must be at least 0 and below the output bias' 12 bits, got 12"),
     ("model: {architecture: resnet}\n", "unknown architecture 'resnet'"),
     ("model: {architecture: baseline}\ndata: {time_slices: [0, 25]}\n", "key 'data'"),
     ("model: {architecture: baseline}\ntraining: {epochs: 2.5}\n", "key 'training.epochs' must be int"),

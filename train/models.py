@@ -50,6 +50,10 @@ class ModelSpec:
     # bias sets its offset to within half a step, 1/256 of the scaled target at 8 bits: 11% of a
     # trained cotAlpha resolution, hence the finer grid of the shipped specs
     output_bias_bits: int = 0
+    # its integer bits: quantized_bits(output_bias_bits, output_bias_integer), range +-2^integer.
+    # A long training drives the diagonal Cholesky outputs' biases to -1, the edge of the default
+    # range, and the sigma calibration can then not move them further
+    output_bias_integer: int = 0
     regularization: float = 0.01  # L1 on kernels, as in the original model
     # L2 on layer outputs; the original used 0.01, which halves the training speed here
     activity_regularization: float = 0.0
@@ -73,6 +77,10 @@ class ModelSpec:
         if self.output_bias_bits < 0:
             raise PipelineError(f"model option output_bias_bits must be 0 (dense_weight_bits) or at least 1, "
                                 f"got {self.output_bias_bits}")
+        bias_bits = self.output_bias_bits or self.dense_weight_bits
+        if not 0 <= self.output_bias_integer < bias_bits:
+            raise PipelineError(f"model option output_bias_integer must be at least 0 and below the output bias' "
+                                f"{bias_bits} bits, got {self.output_bias_integer}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,10 +163,10 @@ class _QuantizedBlocks:
             tf.keras.regularizers.L2(spec.activity_regularization) if spec.activity_regularization else None
         )
 
-    def _bits(self, bits: int, symmetric: bool = False):
+    def _bits(self, bits: int, symmetric: bool = False, integer: int = 0):
         from qkeras import quantized_bits
 
-        return quantized_bits(bits, 0, symmetric=int(symmetric), alpha=1)
+        return quantized_bits(bits, integer, symmetric=int(symmetric), alpha=1)
 
     def input(self, x):
         from qkeras import QActivation
@@ -223,10 +231,11 @@ class _QuantizedBlocks:
         s = self.spec
         is_output = name == "mdn_output"
         bias_bits = s.output_bias_bits if is_output and s.output_bias_bits else s.dense_weight_bits
+        bias_integer = s.output_bias_integer if is_output else 0
         return QDense(
             units, name=name,
             kernel_quantizer=self._bits(s.dense_weight_bits),
-            bias_quantizer=self._bits(bias_bits),
+            bias_quantizer=self._bits(bias_bits, integer=bias_integer),
             kernel_regularizer=self.l1l2(),
             activity_regularizer=None if is_output else self.l2(),
         )(x)
