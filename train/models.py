@@ -77,10 +77,14 @@ class ModelSpec:
         if self.output_bias_bits < 0:
             raise PipelineError(f"model option output_bias_bits must be 0 (dense_weight_bits) or at least 1, "
                                 f"got {self.output_bias_bits}")
-        bias_bits = self.output_bias_bits or self.dense_weight_bits
-        if not 0 <= self.output_bias_integer < bias_bits:
+        if not 0 <= self.output_bias_integer < self.output_bias_width:
             raise PipelineError(f"model option output_bias_integer must be at least 0 and below the output bias' "
-                                f"{bias_bits} bits, got {self.output_bias_integer}")
+                                f"{self.output_bias_width} bits, got {self.output_bias_integer}")
+
+    @property
+    def output_bias_width(self) -> int:
+        """Bits of the output layer's bias: its own, or the dense weights'."""
+        return self.output_bias_bits or self.dense_weight_bits
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -230,12 +234,12 @@ class _QuantizedBlocks:
 
         s = self.spec
         is_output = name == "mdn_output"
-        bias_bits = s.output_bias_bits if is_output and s.output_bias_bits else s.dense_weight_bits
-        bias_integer = s.output_bias_integer if is_output else 0
+        bias_quantizer = (self._bits(s.output_bias_width, integer=s.output_bias_integer) if is_output
+                          else self._bits(s.dense_weight_bits))
         return QDense(
             units, name=name,
             kernel_quantizer=self._bits(s.dense_weight_bits),
-            bias_quantizer=self._bits(bias_bits, integer=bias_integer),
+            bias_quantizer=bias_quantizer,
             kernel_regularizer=self.l1l2(),
             activity_regularizer=None if is_output else self.l2(),
         )(x)
