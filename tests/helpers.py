@@ -121,6 +121,7 @@ def real_tanh_model(seed: int = 4, dense_input_bits: int = 8, dense_weight_bits:
 
 
 def real_tanh_events(n: int, seed: int = 2) -> np.ndarray:
-    """Events for `real_tanh_model` over every code of its input quantizer."""
+    """Events over every code of quantized_bits(6, 2), the input quantizer of `real_tanh_model` and of
+    the other (4, 5, 2) test models."""
     rng = np.random.default_rng(seed)
     return (rng.integers(-32, 32, size=(n, 4, 5, 2)) / 8).astype(np.float32)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from firmware.hls.csim import verify_project
-from tests.helpers import assert_exact, hls_project, randomize_quantized_weights
+from tests.helpers import assert_exact, hls_project, randomize_quantized_weights, real_tanh_events
 
 
 def _flatten_then_activation_model(activation: str):
@@ -36,8 +35,7 @@ def _flatten_then_activation_model(activation: str):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend, activation", [("Vitis", "quantized_bits"), ("Catapult", "hard_tanh")])
 def test_activation_after_a_stream_flatten_is_exact(tmp_path, backend, activation):
-    events = (np.random.default_rng(2).integers(-32, 32, size=(40, 4, 5, 2)) / 8).astype(np.float32)
-    project = hls_project(_flatten_then_activation_model(activation), tmp_path, events, backend=backend,
+    project = hls_project(_flatten_then_activation_model(activation), tmp_path, real_tanh_events(40), backend=backend,
                           io_type="io_stream")
     order = [layer["name"] for layer in json.loads((project.directory / "smartpix.json").read_text())["hls_layers"]]
     # the activation runs on the convolution's packets of 3 channels (or, a rounding, becomes the
