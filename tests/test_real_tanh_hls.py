@@ -8,9 +8,17 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 
 from firmware.hls.csim import verify_project
 from tests.helpers import assert_exact, hls_layers, hls_project, randomize_quantized_weights
+
+
+class _HlsConfigLoader(yaml.SafeLoader):
+    """hls4ml_config.yml, its tagged values (the Keras model's path: !keras_model) read as None."""
+
+
+_HlsConfigLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def _conv_dense_model():
@@ -69,6 +77,10 @@ def test_real_tanh_is_exact(tmp_path, backend, io_type):
     layers = hls_layers(project.directory)
     assert layers["conv_act"]["class"] == layers["hidden_act"]["class"] == "QuantizedRealTanh"
     assert "nnet::tanh<" not in (project.directory / "firmware" / "myproject.cpp").read_text()
+    written = yaml.load((project.directory / "hls4ml_config.yml").read_text(), _HlsConfigLoader)
+    written = written["HLSConfig"]["LayerName"]
+    for name in ("conv_act", "hidden_act"):  # no lookup table, so none of hls4ml's table settings
+        assert "TableSize" not in written[name] and "table" not in written[name]["Precision"]
     assert_exact(verify_project(project, tmp_path / "cache", adversarial=True))
 
 

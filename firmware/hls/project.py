@@ -23,7 +23,7 @@ import numpy as np
 
 from firmware.config import HardwareConfig, add_selection_arguments, selected_configs
 from firmware.fixedpoint import Precision
-from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, check_input_precision, model_graph
+from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, check_input_precision, is_real_tanh, model_graph
 from smartpix import paths, processes
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.cache import content_key
@@ -163,6 +163,11 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
         entry["Trace"] = True
         if "ReuseFactor" in entry:
             entry["ReuseFactor"] = config.reuse_factor
+    for layer in model.layers:
+        if type(layer).__name__ == "QActivation" and layer.name in layers and is_real_tanh(layer.activation):
+            # computed by threshold comparisons (firmware/hls/passes.py), not hls4ml's lookup table
+            layers[layer.name].pop("TableSize", None)
+            layers[layer.name].get("Precision", {}).pop("table", None)
     for types in derived:
         entry = layers.setdefault(types.layer, {})
         precision = entry.setdefault("Precision", {})
