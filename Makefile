@@ -91,8 +91,8 @@ sweep: $(DATA)/.complete ## resolution against resources over a grid of design p
 lint: setup ## ruff: pyflakes, pycodestyle and import order
 	$(BIN)/ruff check .
 
-test: setup lint ## lint, then the whole test suite, bit-exact tests included
-	$(BIN)/python -m pytest -q -ra
+test: setup lint ## lint, then the whole test suite, bit-exact tests included; lists the 15 slowest
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 test-fast: setup lint ## lint, then the test suite without the slow tests
 	$(BIN)/python -m pytest -q -ra -m "not slow"
