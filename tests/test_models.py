@@ -164,3 +164,30 @@ def test_sigma_calibration_brings_every_pull_width_to_one_and_leaves_the_means()
     pulls = (after[:, MEAN_INDEX] - labels) / new_sigma
     assert [core_width_68(pulls[:, t]) for t in range(4)] == pytest.approx([1.0] * 4, abs=0.03)
     assert np.array_equal(after[:, MEAN_INDEX], before[:, MEAN_INDEX])
+
+
+def test_a_sigma_bias_at_the_end_of_its_range_is_named_when_the_calibration_cannot_reach_one():
+    """quantized_bits(8, 0) holds biases in [-1, 1 - 2^-7]: x's sigma bias set to -1 cannot move
+    lower, so x's pulls, narrower than 1, stay narrow; y's, as narrow but with room, reach 1."""
+    import numpy as np
+
+    from train.fit import calibrate_sigmas, sigma_biases_at_their_limit
+    from train.loss import DIAG_INDEX, MEAN_INDEX, covariance
+
+    model, x, _, rng = _random_xysum(seed=7, events=2000)
+    layer = model.get_layer("mdn_output")
+    kernel, bias = layer.get_weights()
+    bias[DIAG_INDEX[0]], bias[DIAG_INDEX[1]] = -1.0, 0.0
+    layer.set_weights([kernel, bias])
+    outputs = model.predict(x, verbose=0).astype(np.float64)
+    sigma = np.sqrt(np.diagonal(covariance(outputs), axis1=1, axis2=2))
+    scatter = np.array([0.8, 0.8, 1.0, 1.0])
+    labels = (outputs[:, MEAN_INDEX] + rng.normal(size=(2000, 4)) * sigma * scatter).astype(np.float32)
+    batches = [(x[i:i + 500], labels[i:i + 500]) for i in range(0, 2000, 500)]
+
+    widths = calibrate_sigmas(model, batches)
+
+    stuck = sigma_biases_at_their_limit(model, widths[-1])
+    assert [(target, b, q) for target, _, b, q in stuck] == [("x-midplane", -1.0, "quantized_bits(8, 0)")]
+    assert stuck[0][1] < 0.95
+    assert widths[-1][1] == pytest.approx(1.0, abs=0.03)

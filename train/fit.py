@@ -180,6 +180,10 @@ def train(
             widths = calibrate_sigmas(model, val_data)
             log.info("sigma calibration: validation pull widths %s before, %s after",
                      ", ".join(f"{w:.3f}" for w in widths[0]), ", ".join(f"{w:.3f}" for w in widths[-1]))
+            for target, width, bias, quantizer in sigma_biases_at_their_limit(model, widths[-1]):
+                log.warning("sigma calibration: %s's validation pull width stays %.3f, its sigma output's "
+                            "bias is at the end of %s (%+g); the spec's model key output_bias_integer "
+                            "widens that range", target, width, quantizer, bias)
         seconds = time.perf_counter() - started
         val_losses = [float(v) for v in history.history.get("val_loss", [])]
         if not val_losses or not np.isfinite(min(val_losses)):
@@ -308,35 +312,61 @@ def calibrate_sigmas(model, val_data, output_layer: str = "mdn_output", rounds: 
     `val_data` have a 68% width of 1: the shift is found on the outputs, which are linear in the
     bias (scaling the off-diagonal weights too would keep the correlations, but their 8-bit grid
     is too coarse for a few percent). The biases go back on their grid and the widths are measured
-    again, `rounds` times; the round whose widths are closest to 1 is kept. Returns the pull widths
-    before each round and of the weights kept."""
+    again, `rounds` times. A target's sigma depends on its own row of the Cholesky factor only, so
+    each target keeps the bias of the round whose width came closest to 1 for it: a target whose
+    bias cannot move further (`sigma_biases_at_their_limit`) holds back no other. Returns the
+    pull widths before each round and of the biases kept."""
     from train.loss import DIAG_INDEX
     from train.models import disable_ste, snap_weights_to_quantized
 
     snap_weights_to_quantized(model)
     disable_ste(model)
     layer = model.get_layer(output_layer)
+    kept_bias = layer.get_weights()[1].copy()
+    kept_widths = np.full(len(DIAG_INDEX), np.nan)
     history: list[np.ndarray] = []
-    best: tuple[float, list[np.ndarray], np.ndarray] | None = None  # distance to 1, weights, widths
     for _ in range(rounds + 1):
         outputs, labels = _validation_outputs(model, val_data)
         widths = _pull_widths(outputs, labels)
         history.append(widths)
-        distance = float(np.max(np.abs(np.log(widths)))) if np.all(widths > 0) else float("inf")
-        if np.isfinite(distance) and (best is None or distance < best[0]):
-            best = (distance, layer.get_weights(), widths)
-        if len(history) > rounds or not np.isfinite(distance):
-            break
         kernel, bias = layer.get_weights()
+        for t, width in enumerate(widths):
+            usable = width > 0 and np.isfinite(width)
+            if usable and (np.isnan(kept_widths[t]) or abs(np.log(width)) < abs(np.log(kept_widths[t]))):
+                kept_bias[DIAG_INDEX[t]], kept_widths[t] = bias[DIAG_INDEX[t]], width
+        if len(history) > rounds or not np.all(np.isfinite(widths)):
+            break
         bias = bias.astype(np.float64)
         for t in range(len(widths)):
             bias[DIAG_INDEX[t]] += _diag_shift_for_unit_pulls(outputs, labels, t)
         layer.set_weights([kernel, bias.astype(np.float32)])
         snap_weights_to_quantized(model)
-    if best is not None:
-        layer.set_weights(best[1])
-        history.append(best[2])
+    layer.set_weights([layer.get_weights()[0], kept_bias])
+    history.append(np.where(np.isnan(kept_widths), history[-1], kept_widths))
     return history
+
+
+def sigma_biases_at_their_limit(model, widths: np.ndarray, output_layer: str = "mdn_output",
+                                tolerance: float = 0.02) -> list[tuple[str, float, float, str]]:
+    """The targets whose pull width the calibration left more than `tolerance` from 1 because
+    their diagonal output's bias sits at the end of its quantizer's range, on the side the width
+    needs (a width below 1 needs a smaller sigma, a lower bias): (target, width, bias, quantizer)."""
+    from train.dataset import TARGETS
+    from train.loss import DIAG_INDEX
+
+    layer = model.get_layer(output_layer)
+    quantizer = layer.get_quantizers()[1]
+    bits, integer = int(quantizer.bits), int(quantizer.integer)
+    step = 2.0 ** (integer - bits + 1)
+    high = 2.0 ** integer - step
+    low = -high if getattr(quantizer, "symmetric", 0) else -(2.0 ** integer)
+    bias = layer.get_weights()[1].astype(np.float64)
+    stuck = []
+    for target, (name, width) in enumerate(zip(TARGETS, widths)):
+        b = bias[DIAG_INDEX[target]]
+        if (width < 1 - tolerance and b <= low + step / 2) or (width > 1 + tolerance and b >= high - step / 2):
+            stuck.append((name, float(width), float(b), f"quantized_bits({bits}, {integer})"))
+    return stuck
 
 
 def copy_matching_weights(source, target) -> int:
