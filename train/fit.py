@@ -356,6 +356,8 @@ def sigma_biases_at_their_limit(model, widths: np.ndarray, output_layer: str = "
 
     layer = model.get_layer(output_layer)
     quantizer = layer.get_quantizers()[1]
+    if quantizer is None:  # a float bias has no end within reach
+        return []
     bits, integer = int(quantizer.bits), int(quantizer.integer)
     step = 2.0 ** (integer - bits + 1)
     high = 2.0 ** integer - step
