@@ -23,7 +23,7 @@ import numpy as np
 
 from firmware.config import HardwareConfig, add_selection_arguments, selected_configs
 from firmware.fixedpoint import Precision
-from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, check_input_precision, is_real_tanh, model_graph
+from firmware.graph import POOLING, WEIGHT_ROLES, LayerRecord, ModelGraph, check_input_precision, model_graph
 from smartpix import paths, processes
 from smartpix.artifacts import atomic_dir, write_json
 from smartpix.cache import content_key
@@ -52,6 +52,7 @@ class LayerTypes:
     layer: str
     class_name: str
     precision: dict[str, Precision]
+    real_tanh: bool = False  # a QActivation of the real tanh: threshold comparisons, no lookup table
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,8 @@ def derive_types(model, input_precision: Precision | None = None, weight_range: 
     for record in graph:
         bound[record.name] = _output_bound(record, bound)
         if record.kind != "Dropout":
-            derived.append(LayerTypes(record.name, record.kind, _layer_precision(record, graph, bound, weight_range)))
+            derived.append(LayerTypes(record.name, record.kind, _layer_precision(record, graph, bound, weight_range),
+                                      real_tanh=record.tanh is not None))
     return derived
 
 
@@ -163,11 +165,6 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
         entry["Trace"] = True
         if "ReuseFactor" in entry:
             entry["ReuseFactor"] = config.reuse_factor
-    for layer in model.layers:
-        if type(layer).__name__ == "QActivation" and layer.name in layers and is_real_tanh(layer.activation):
-            # computed by threshold comparisons (firmware/hls/passes.py), not hls4ml's lookup table
-            layers[layer.name].pop("TableSize", None)
-            layers[layer.name].get("Precision", {}).pop("table", None)
     for types in derived:
         entry = layers.setdefault(types.layer, {})
         precision = entry.setdefault("Precision", {})
@@ -175,6 +172,9 @@ def hls_configuration(model, config: HardwareConfig, derived: list[LayerTypes]) 
             if types.class_name == "QSeparableConv2D" and key == "weight":
                 continue
             precision[key] = p.hls4ml()
+        if types.real_tanh:  # computed by threshold comparisons (firmware/hls/passes.py)
+            entry.pop("TableSize", None)
+            precision.pop("table", None)
         linear = layers.get(f"{types.layer}_linear")
         if linear is not None and "result" in types.precision:
             # hls4ml's linear activation node after a weighted layer casts to its own type:
