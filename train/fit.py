@@ -351,6 +351,7 @@ def sigma_biases_at_their_limit(model, widths: np.ndarray, output_layer: str = "
     """The targets whose pull width the calibration left more than `tolerance` from 1 because
     their diagonal output's bias sits at the end of its quantizer's range, on the side the width
     needs (a width below 1 needs a smaller sigma, a lower bias): (target, width, bias, quantizer)."""
+    from firmware.graph import weight_precision
     from train.dataset import TARGETS
     from train.loss import DIAG_INDEX
 
@@ -358,16 +359,14 @@ def sigma_biases_at_their_limit(model, widths: np.ndarray, output_layer: str = "
     quantizer = layer.get_quantizers()[1]
     if quantizer is None:  # a float bias has no end within reach
         return []
-    bits, integer = int(quantizer.bits), int(quantizer.integer)
-    step = 2.0 ** (integer - bits + 1)
-    high = 2.0 ** integer - step
-    low = -high if getattr(quantizer, "symmetric", 0) else -(2.0 ** integer)
+    grid = weight_precision(quantizer, f"{output_layer} bias")
+    low, high = (code * grid.lsb for code in grid.code_range())
     bias = layer.get_weights()[1].astype(np.float64)
     stuck = []
     for target, (name, width) in enumerate(zip(TARGETS, widths)):
         b = bias[DIAG_INDEX[target]]
-        if (width < 1 - tolerance and b <= low + step / 2) or (width > 1 + tolerance and b >= high - step / 2):
-            stuck.append((name, float(width), float(b), f"quantized_bits({bits}, {integer})"))
+        if (width < 1 - tolerance and b <= low + grid.lsb / 2) or (width > 1 + tolerance and b >= high - grid.lsb / 2):
+            stuck.append((name, float(width), float(b), f"quantized_bits({quantizer.bits}, {quantizer.integer})"))
     return stuck
 
 
