@@ -393,12 +393,15 @@ class TanhNode(Node):
         return FixedVariableArray(out.reshape(self.out_shape))
 
     def _trace_one(self, v: Any) -> Any:
-        """#(v >= up) - #(v <= down), each comparison a sign-selected constant. The comparisons are
-        made half an input LSB off the threshold, where the difference is never zero: da4ml's
-        sign selection of a variable it keeps negated takes the other branch at zero. The
-        selected constants (scale 1) keep the output's scale plain; a sign bit extracted by
-        shifts carries a scale that shrinks with every layer, past what da4ml's interpreter
-        evaluates exactly. Thresholds outside v's range are constants."""
+        """The count of rising thresholds that |v| reaches, with v's sign: tanh is odd, so the
+        falling thresholds are the rising ones negated (a tanh that is not symmetric has one more
+        level below, compared on v itself). That halves the comparisons and the adder tree at
+        the price of one absolute value and one sign selection. Each comparison is made half an
+        input LSB off the threshold, where the difference is never zero: da4ml's sign selection
+        of a variable it keeps negated takes the other branch at zero. The selected constants
+        (scale 1) keep the output's scale plain; a sign bit extracted by shifts carries a scale
+        that shrinks with every layer, past what da4ml's interpreter evaluates exactly.
+        Thresholds outside the range are constants."""
         from decimal import Decimal
 
         lsb = 2.0 ** -(self.bits - 1)
@@ -407,23 +410,21 @@ class TanhNode(Node):
         frac = v.kif[2]
         thresholds = tanh_thresholds(self.bits, self.symmetric, frac)
         half = 2.0 ** -(frac + 1)
-        step = Decimal(lsb)
-        count, steps = 0, []
-        for code in thresholds.up:
-            t = code * 2.0**-frac
-            if v.low >= t:
-                count += 1
-            elif v.high >= t:
-                steps.append((v - (t - half)).msb_mux(0.0, lsb, (Decimal(0), step, step)))
-        for code in thresholds.down:
+        magnitude = -v if v.high <= 0 else v.abs()
+        levels = _count_reached(magnitude, [code * 2.0**-frac for code in thresholds.up], half, lsb)
+        if v.low < 0 < v.high and not isinstance(levels, float):
+            signed = v.msb_mux(-levels, levels)
+        else:
+            signed = -levels if v.high <= 0 else levels
+        extra = thresholds.down[len(thresholds.up):]  # the lowest level of a tanh that is not symmetric
+        for code in extra:
             d = code * 2.0**-frac
             if v.high <= d:
-                count -= 1
+                signed = signed - lsb
             elif v.low <= d:
-                steps.append((v - (d + half)).msb_mux(-lsb, 0.0, (-step, Decimal(0), step)))
-        if not steps:
-            return float(count) * lsb
-        return _adder_tree(steps) + float(count) * lsb
+                step = Decimal(lsb)
+                signed = signed + (v - (d + half)).msb_mux(-lsb, 0.0, (-step, Decimal(0), step))
+        return signed
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "quantizer": self.description,
@@ -530,6 +531,23 @@ class ConcatNode(Node):
         from da4ml.trace import FixedVariableArray
 
         return FixedVariableArray(np.concatenate([da4ml_variables(x) for x in xs], axis=self.axis))
+
+
+def _count_reached(v: Any, thresholds: list[float], half: float, lsb: float) -> Any:
+    """lsb times the number of (ascending) thresholds that v reaches: a constant where v's range
+    decides, else a sum of sign-selected constants."""
+    from decimal import Decimal
+
+    count, steps = 0, []
+    for t in thresholds:
+        if v.low >= t:
+            count += 1
+        elif v.high >= t:
+            step = Decimal(lsb)
+            steps.append((v - (t - half)).msb_mux(0.0, lsb, (Decimal(0), step, step)))
+    if not steps:
+        return float(count) * lsb
+    return _adder_tree(steps) + float(count) * lsb
 
 
 def _adder_tree(values: list[Any]) -> Any:
