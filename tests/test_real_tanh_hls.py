@@ -22,7 +22,8 @@ _HlsConfigLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 def _conv_dense_model():
-    """A 3x3 convolution and a dense layer, each followed by a real tanh (4 and 8 bits)."""
+    """A 3x3 convolution and a dense layer, each followed by a real tanh (4 bits symmetric, 8 bits
+    not: one more level below)."""
     import tensorflow as tf
     from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_tanh
 
@@ -37,7 +38,7 @@ def _conv_dense_model():
     x = QActivation(quantized_tanh(4, symmetric=True, use_real_tanh=True), name="conv_act")(x)
     x = tf.keras.layers.Flatten(name="flat")(x)
     x = QDense(8, kernel_quantizer=bits(8), bias_quantizer=bits(8), name="hidden")(x)
-    x = QActivation(quantized_tanh(8, symmetric=True, use_real_tanh=True), name="hidden_act")(x)
+    x = QActivation(quantized_tanh(8, symmetric=False, use_real_tanh=True), name="hidden_act")(x)
     x = QDense(4, kernel_quantizer=bits(6), bias_quantizer=bits(6), name="out")(x)
     model = tf.keras.Model(inp, x, name="real_tanh")
     randomize_quantized_weights(model, seed=1)
@@ -49,16 +50,16 @@ def _conv_dense_inputs(events: int = 40) -> np.ndarray:
     return (np.random.default_rng(0).integers(-32, 32, size=(events, 5, 5, 2)) * 0.125).astype(np.float32)
 
 
-def _identity_model():
-    """Every code of an 8-bit input passed unchanged (an identity dense layer) to an asymmetric
-    8-bit real tanh, the model's output."""
+def _identity_model(integer: int = 0):
+    """Every code of an 8-bit input (`integer` integer bits) passed unchanged (an identity dense
+    layer) to an asymmetric 8-bit real tanh, the model's output."""
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits, quantized_tanh
 
     from train.models import disable_ste
 
     inp = tf.keras.Input(shape=(16,), name="x")
-    x = QActivation(quantized_bits(8, 0, alpha=1), name="input_quant")(inp)
+    x = QActivation(quantized_bits(8, integer, alpha=1), name="input_quant")(inp)
     one = quantized_bits(2, 1, alpha=1)  # -2, -1, 0, 1
     x = QDense(16, kernel_quantizer=one, bias_quantizer=one, name="identity")(x)
     x = QActivation(quantized_tanh(8, symmetric=False, use_real_tanh=True), name="tanh")(x)
@@ -86,15 +87,31 @@ def test_real_tanh_is_exact(tmp_path, backend, io_type):
 
 @pytest.mark.slow
 def test_every_input_code_is_exact_with_out_of_range_thresholds_left_out(tmp_path):
-    """The tanh's input type, sized from the weights, is fixed<9,2> ([-2, 2)): the thresholds at
-    and beyond 2 are left out of the C++ (emitted, they would wrap into ones that inputs reach),
-    and all 256 input codes, every reachable threshold on both sides, come out exact."""
+    """The tanh's input type, sized from the weights, is fixed<9,2> ([-2, 2)), its magnitude
+    ac_fixed<10,3> ([0, 2]): the thresholds beyond the input's reach are left out of the C++
+    (emitted, they would wrap into ones that inputs reach), and all 256 input codes, every
+    reachable threshold on both sides, come out exact."""
     codes = np.arange(-128, 128).reshape(16, 16)
     project = hls_project(_identity_model(), tmp_path, codes / 128.0, "Catapult", accumulators="weight_range")
     parameters = (project.directory / "firmware" / "parameters.h").read_text()
-    thresholds = [float(v) for v in re.findall(r"if \(x [<>]= data_T\(([-0-9.e]+)\)\)", parameters)]
-    assert len(thresholds) == 123 + 123  # 127 rising and 128 falling steps, 4 and 5 beyond the range
-    assert max(abs(t) for t in thresholds) < 2
+    assert "const ac_fixed<10, 3, true> magnitude = x < 0" in parameters
+    rising = [float(v) for v in re.findall(r"if \(magnitude >= ac_fixed<10, 3, true>\(([-0-9.e]+)\)\)", parameters)]
+    # 127 rising thresholds, 4 beyond 2; the one more falling level of the asymmetric tanh, at
+    # -atanh(255/256) = -3.1, is beyond -2 and not compared at all
+    assert len(rising) == 123 and max(rising) < 2
+    assert "if (x <= data_T(" not in parameters
+    assert_exact(verify_project(project, tmp_path / "cache", adversarial=False))
+
+
+@pytest.mark.slow
+def test_every_input_code_is_exact_down_to_the_lowest_level_of_an_asymmetric_tanh(tmp_path):
+    """Inputs in [-4, 4) reach the one level below -(1 - 1/128) that an asymmetric tanh has, at
+    -atanh(255/256) = -3.12: it is compared on the input itself, after the sign is given."""
+    codes = np.arange(-128, 128).reshape(16, 16)
+    project = hls_project(_identity_model(integer=2), tmp_path, codes / 32.0, "Vitis", accumulators="weight_range")
+    parameters = (project.directory / "firmware" / "parameters.h").read_text()
+    (lowest,) = re.findall(r"if \(x <= data_T\(([-0-9.e]+)\)\) y -= lsb;", parameters)
+    assert -3.2 < float(lowest) < -3.1
     assert_exact(verify_project(project, tmp_path / "cache", adversarial=False))
 
 

@@ -293,17 +293,35 @@ def _exact_literal(code: int, fraction: int) -> str:
 
 
 def real_tanh_steps(node) -> list[str]:
-    """The C++ statements of one real tanh element: the thresholds for the fraction bits of the
-    input's C++ type, those outside its range (which no input reaches) left out."""
+    """The C++ statements of one real tanh element, for the fraction bits of the input's C++ type.
+    tanh is odd, so a signed input's magnitude is compared with the rising thresholds alone and
+    the count takes the input's sign (half the comparisons); a tanh that is not symmetric has one
+    more level below, compared on the input itself. Thresholds outside the input's range (which
+    no input reaches) are left out."""
     data = node.get_input_variable().type.precision
     if not hasattr(data, "integer"):
         raise PipelineError(f"layer {node.name}: the real tanh needs a fixed-point input, not {data}")
     fraction = data.width - data.integer
     low, high = (-(2 ** (data.width - 1)), 2 ** (data.width - 1) - 1) if data.signed else (0, 2**data.width - 1)
     thresholds = tanh_thresholds(node.get_attr("bits"), node.get_attr("symmetric"), fraction)
-    rises = [f"if (x >= data_T({_exact_literal(u, fraction)})) y += lsb;" for u in thresholds.up if u <= high]
-    falls = [f"if (x <= data_T({_exact_literal(d, fraction)})) y -= lsb;" for d in thresholds.down if d >= low]
-    return rises + falls
+    if not data.signed:
+        return [f"if (x >= data_T({_exact_literal(u, fraction)})) y += lsb;" for u in thresholds.up if u <= high]
+    # one integer bit more than the input, so that the magnitude of its lowest value fits
+    magnitude = _fixed_type(node, data.width + 1, data.integer + 1)
+    lowest_levels = thresholds.down[len(thresholds.up):]
+    return [
+        f"const {magnitude} magnitude = x < 0 ? {magnitude}(-x) : {magnitude}(x);",
+        *(f"if (magnitude >= {magnitude}({_exact_literal(u, fraction)})) y += lsb;" for u in thresholds.up if u <= -low),
+        "if (x < 0) y = -y;",
+        *(f"if (x <= data_T({_exact_literal(d, fraction)})) y -= lsb;" for d in lowest_levels if d >= low),
+    ]
+
+
+def _fixed_type(node, width: int, integer: int) -> str:
+    """The backend's signed fixed-point C++ type."""
+    if node.model.config.backend.name == "Catapult":
+        return f"ac_fixed<{width}, {integer}, true>"
+    return f"ap_fixed<{width}, {integer}>"
 
 
 _REAL_TANH_CONFIG = """struct real_tanh_config{index} {{
