@@ -62,6 +62,11 @@ class Precision:
         prefix = "ap_fixed" if self.signed else "ap_ufixed"
         return f"{prefix}<{self.width},{self.integer},AP_{self.rounding},AP_{self.saturation}>"
 
+    def ac(self) -> str:
+        """The Algorithmic C type (Catapult), whose modes have the same names."""
+        return (f"ac_fixed<{self.width},{self.integer},{str(self.signed).lower()},"
+                f"AC_{self.rounding},AC_{self.saturation}>")
+
     def holds(self, other: "Precision") -> bool:
         """True when every value of `other` is a value of this type (same or finer grid, same or
         wider range): a cast from `other` then neither rounds nor saturates."""

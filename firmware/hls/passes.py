@@ -66,6 +66,7 @@ from hls4ml.model.attributes import Attribute
 from hls4ml.model.layers import Layer
 from hls4ml.model.optimizer import OptimizerPass
 
+from firmware.fixedpoint import Precision
 from firmware.tanh import tanh_thresholds
 from smartpix.errors import PipelineError
 
@@ -302,12 +303,13 @@ def real_tanh_steps(node) -> list[str]:
     if not hasattr(data, "integer"):
         raise PipelineError(f"layer {node.name}: the real tanh needs a fixed-point input, not {data}")
     fraction = data.width - data.integer
-    low, high = (-(2 ** (data.width - 1)), 2 ** (data.width - 1) - 1) if data.signed else (0, 2**data.width - 1)
+    low, high = Precision(data.width, data.integer, data.signed).code_range()
     thresholds = tanh_thresholds(node.get_attr("bits"), node.get_attr("symmetric"), fraction)
     if not data.signed:
         return [f"if (x >= data_T({_exact_literal(u, fraction)})) y += lsb;" for u in thresholds.up if u <= high]
     # one integer bit more than the input, so that the magnitude of its lowest value fits
-    magnitude = _fixed_type(node, data.width + 1, data.integer + 1)
+    wider = Precision(data.width + 1, data.integer + 1)
+    magnitude = wider.ac() if node.model.config.backend.name == "Catapult" else wider.ap()
     lowest_levels = thresholds.down[len(thresholds.up):]
     return [
         f"const {magnitude} magnitude = x < 0 ? {magnitude}(-x) : {magnitude}(x);",
@@ -315,13 +317,6 @@ def real_tanh_steps(node) -> list[str]:
         "if (x < 0) y = -y;",
         *(f"if (x <= data_T({_exact_literal(d, fraction)})) y -= lsb;" for d in lowest_levels if d >= low),
     ]
-
-
-def _fixed_type(node, width: int, integer: int) -> str:
-    """The backend's signed fixed-point C++ type."""
-    if node.model.config.backend.name == "Catapult":
-        return f"ac_fixed<{width}, {integer}, true>"
-    return f"ap_fixed<{width}, {integer}>"
 
 
 _REAL_TANH_CONFIG = """struct real_tanh_config{index} {{
