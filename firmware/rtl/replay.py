@@ -402,8 +402,6 @@ class TanhNode(Node):
         (scale 1) keep the output's scale plain; a sign bit extracted by shifts carries a scale
         that shrinks with every layer, past what da4ml's interpreter evaluates exactly.
         Thresholds outside the range are constants."""
-        from decimal import Decimal
-
         lsb = 2.0 ** -(self.bits - 1)
         if v.low == v.high:  # a constant (an all-zero weight column): no hardware
             return float(self.numpy(IntTensor(*_dyadic_code(float(v.low)))).codes[0]) * lsb
@@ -416,15 +414,8 @@ class TanhNode(Node):
             signed = v.msb_mux(-levels, levels)
         else:
             signed = -levels if v.high <= 0 else levels
-        extra = thresholds.down[len(thresholds.up):]  # the lowest level of a tanh that is not symmetric
-        for code in extra:
-            d = code * 2.0**-frac
-            if v.high <= d:
-                signed = signed - lsb
-            elif v.low <= d:
-                step = Decimal(lsb)
-                signed = signed + (v - (d + half)).msb_mux(-lsb, 0.0, (-step, Decimal(0), step))
-        return signed
+        lowest = thresholds.down[len(thresholds.up):]  # the one more level of a tanh that is not symmetric
+        return signed - _count_reached(-v, [-code * 2.0**-frac for code in lowest], half, lsb)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "quantizer": self.description,
